@@ -1,0 +1,2 @@
+//! apiary binary.
+fn main() {}
