@@ -1,4 +1,5 @@
 //! Golden tests of the native JSON encoding: the field names and shapes are a contract.
+#![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
