@@ -156,7 +156,12 @@ impl Timestamp {
         };
         let days = days_from_civil(y, mo as u32, d as u32);
         let secs = days * 86_400 + h * 3600 + mi * 60 + sec.min(59) - offset;
-        Ok(Self(secs * 1_000_000 + micros))
+        let t = Self(secs * 1_000_000 + micros);
+        // A zone offset can push year 0000 or 9999 out of the four-digit range we write.
+        if !(0..=9999).contains(&t.to_parts().0) {
+            return Err(err("year out of range"));
+        }
+        Ok(t)
     }
 }
 
