@@ -5,6 +5,7 @@
 //! The JSON encoding is a stable contract documented field by field in `docs/events.md`.
 
 mod data;
+pub mod duration;
 pub mod encode;
 mod event;
 mod id;
