@@ -6,6 +6,7 @@
 
 mod data;
 pub mod duration;
+mod emit;
 pub mod encode;
 mod event;
 mod id;
@@ -15,6 +16,7 @@ mod time;
 pub use data::{
     Auth, AuthMethod, Close, Command, Dns, Download, Flow, FlowState, Http, Payload, PotInfo, Tls,
 };
+pub use emit::{Collector, Discard, Emit, SharedEmit};
 pub use event::{Event, Transport};
 pub use id::{new_id, new_id_at};
 pub use kind::Kind;

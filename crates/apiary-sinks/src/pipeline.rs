@@ -47,6 +47,12 @@ impl std::fmt::Debug for Emitter {
     }
 }
 
+impl apiary_event::Emit for Emitter {
+    fn emit(&self, event: Event) {
+        Emitter::emit(self, event);
+    }
+}
+
 impl Emitter {
     /// Hands `event` to every sink that accepts it. Never blocks.
     pub fn emit(&self, event: Event) {
