@@ -1,0 +1,108 @@
+//! The Core's runtime configuration (validated values; the binary maps its flags and TOML here).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// How nodes connect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum NodeTransport {
+    /// TLS only (the default).
+    #[default]
+    Tls,
+    /// Plain TCP only: for the seed example and labs; logged as a loud warning.
+    Plain,
+    /// Both on one port: the first byte decides (0x16 starts a TLS handshake, `{` JSON).
+    Both,
+}
+
+/// What happens when an unknown node name registers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EnrollmentMode {
+    /// Refused: nodes are enrolled by the operator first (`apiary core node add NAME`).
+    #[default]
+    Closed,
+    /// Trust on first use: the node is enrolled on the spot and receives a TOTP secret in
+    /// `RegistrationAck.totp_key`. Only for labs; logged as a warning.
+    Open,
+}
+
+/// Everything [`crate::Core::start`] needs.
+#[derive(Debug, Clone)]
+pub struct CoreConfig {
+    /// Where nodes connect (HoneyBee's port is 9001).
+    pub listen: SocketAddr,
+    /// Directory for the generated CA and certificate and the SQLite database.
+    pub data_dir: PathBuf,
+    /// `postgres://...` or `sqlite:PATH`; `None` means SQLite at `<data_dir>/core.db`.
+    pub database_url: Option<String>,
+    /// PostgreSQL schema to create and use (tests use a fresh one each).
+    pub database_schema: Option<String>,
+    /// TLS, plain, or both.
+    pub transport: NodeTransport,
+    /// Extra names for the generated server certificate (`honeybee-manager`, `honeybee-core`
+    /// and `localhost` are always included).
+    pub tls_names: Vec<String>,
+    /// Operator-supplied certificate chain and key (PEM) instead of the generated ones.
+    pub tls_cert: Option<(PathBuf, PathBuf)>,
+    /// Closed (default) or open enrollment.
+    pub enrollment: EnrollmentMode,
+    /// How often nodes heartbeat (HoneyBee: 30 s).
+    pub heartbeat_interval: Duration,
+    /// Heartbeats a node may miss before it is marked offline and disconnected.
+    pub missed_heartbeats: u32,
+    /// Time from accept to a complete `NodeRegistration` (TLS handshake included).
+    pub registration_timeout: Duration,
+    /// Largest message in bytes.
+    pub max_message: usize,
+    /// Connections served at once; more wait in the kernel backlog.
+    pub max_connections: usize,
+    /// Pause between two commands to one node (the seed example parses one `recv` as one
+    /// message, so two back-to-back lines would break it).
+    pub command_gap: Duration,
+    /// Longest a write to a node may take before the connection is dropped.
+    pub write_timeout: Duration,
+    /// Events per store transaction at most.
+    pub ingest_batch: usize,
+    /// Events buffered between connections and the store; readers wait when it is full.
+    pub ingest_queue: usize,
+}
+
+impl Default for CoreConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], 9001)),
+            data_dir: PathBuf::from("apiary-core"),
+            database_url: None,
+            database_schema: None,
+            transport: NodeTransport::Tls,
+            tls_names: Vec::new(),
+            tls_cert: None,
+            enrollment: EnrollmentMode::Closed,
+            heartbeat_interval: Duration::from_secs(30),
+            missed_heartbeats: 3,
+            registration_timeout: Duration::from_secs(10),
+            max_message: apiary_proto::MAX_MESSAGE,
+            max_connections: 20_000,
+            command_gap: Duration::from_millis(250),
+            write_timeout: Duration::from_secs(30),
+            ingest_batch: 2000,
+            ingest_queue: 20_000,
+        }
+    }
+}
+
+impl CoreConfig {
+    /// The store URL in force.
+    pub fn store_url(&self) -> String {
+        match &self.database_url {
+            Some(url) => url.clone(),
+            None => format!("sqlite:{}", self.data_dir.join("core.db").display()),
+        }
+    }
+
+    /// Silence after which a node counts as offline.
+    pub fn offline_after(&self) -> Duration {
+        self.heartbeat_interval.saturating_mul(self.missed_heartbeats.max(1))
+    }
+}

@@ -1,0 +1,142 @@
+//! TLS for the node port: a Core CA and server certificate generated on first start, loaded
+//! afterwards, served with rustls on the aws-lc-rs provider.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose,
+};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+use crate::CoreError;
+
+/// Names every generated server certificate carries: the seed page verifies
+/// `honeybee-manager`, the Go node `honeybee-core`.
+pub const DEFAULT_NAMES: &[&str] = &["honeybee-manager", "honeybee-core", "localhost"];
+
+/// Where the Core's certificate files are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// The CA certificate nodes trust (give this to nodes).
+    pub ca_cert: PathBuf,
+    /// The CA key (stays on the Core, mode 0600).
+    pub ca_key: PathBuf,
+    /// The server certificate chain.
+    pub server_cert: PathBuf,
+    /// The server key (mode 0600).
+    pub server_key: PathBuf,
+    /// Whether this start created them.
+    pub created: bool,
+}
+
+fn ca_params() -> Result<CertificateParams, rcgen::Error> {
+    let mut p = CertificateParams::new(Vec::<String>::new())?;
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, "apiary core CA");
+    dn.push(DnType::OrganizationName, "apiary");
+    p.distinguished_name = dn;
+    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    p.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    Ok(p)
+}
+
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    let mut opts = fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path)?;
+    f.write_all(contents.as_bytes())?;
+    f.sync_all()
+}
+
+fn tls_err(what: &str, e: impl std::fmt::Display) -> CoreError {
+    CoreError::Tls(format!("{what}: {e}"))
+}
+
+/// Creates the CA and server certificate in `dir` unless they exist; returns their paths.
+/// A missing server certificate is re-issued from the existing CA.
+pub fn ensure_certificates(dir: &Path, extra_names: &[String]) -> Result<TlsFiles, CoreError> {
+    fs::create_dir_all(dir).map_err(|e| tls_err("creating the TLS directory", e))?;
+    let files = TlsFiles {
+        ca_cert: dir.join("ca.pem"),
+        ca_key: dir.join("ca.key"),
+        server_cert: dir.join("server.pem"),
+        server_key: dir.join("server.key"),
+        created: false,
+    };
+    if files.server_cert.exists() && files.server_key.exists() && files.ca_cert.exists() {
+        return Ok(files);
+    }
+    let (ca_key, created_ca) = if files.ca_key.exists() && files.ca_cert.exists() {
+        let pem =
+            fs::read_to_string(&files.ca_key).map_err(|e| tls_err("reading the CA key", e))?;
+        (KeyPair::from_pem(&pem).map_err(|e| tls_err("parsing the CA key", e))?, false)
+    } else {
+        let key = KeyPair::generate().map_err(|e| tls_err("generating the CA key", e))?;
+        let cert = ca_params()
+            .and_then(|p| p.self_signed(&key))
+            .map_err(|e| tls_err("signing the CA", e))?;
+        write_private(&files.ca_key, &key.serialize_pem())
+            .map_err(|e| tls_err("writing the CA key", e))?;
+        fs::write(&files.ca_cert, cert.pem()).map_err(|e| tls_err("writing the CA", e))?;
+        (key, true)
+    };
+    let issuer = Issuer::new(ca_params().map_err(|e| tls_err("CA parameters", e))?, ca_key);
+    let mut names: Vec<String> = DEFAULT_NAMES.iter().map(|s| (*s).to_owned()).collect();
+    names.extend(["127.0.0.1".to_owned(), "::1".to_owned()]);
+    for n in extra_names {
+        if !names.contains(n) {
+            names.push(n.clone());
+        }
+    }
+    let mut params = CertificateParams::new(names).map_err(|e| tls_err("certificate names", e))?;
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, "honeybee-manager");
+    params.distinguished_name = dn;
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    params.use_authority_key_identifier_extension = true;
+    let key = KeyPair::generate().map_err(|e| tls_err("generating the server key", e))?;
+    let cert = params
+        .signed_by(&key, &issuer)
+        .map_err(|e| tls_err("signing the server certificate", e))?;
+    write_private(&files.server_key, &key.serialize_pem())
+        .map_err(|e| tls_err("writing the server key", e))?;
+    fs::write(&files.server_cert, cert.pem())
+        .map_err(|e| tls_err("writing the server certificate", e))?;
+    Ok(TlsFiles { created: true, ..files }).inspect(|_| {
+        if created_ca {
+            tracing::info!(dir = %dir.display(), "created a new Core CA");
+        }
+    })
+}
+
+/// A rustls server configuration (TLS 1.3 and 1.2) from PEM files.
+pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, CoreError> {
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| tls_err("opening the certificate", e))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| tls_err("reading the certificate", e))?;
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| tls_err("reading the key", e))?;
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| tls_err("protocol versions", e))?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(|e| tls_err("certificate and key", e))?;
+    Ok(Arc::new(cfg))
+}

@@ -1,0 +1,6 @@
+//! apiary-core integration tests: one test binary (see ripgrep's layout) with a module per area.
+#![allow(clippy::unwrap_used, clippy::print_stderr, clippy::print_stdout)]
+
+mod node_server;
+mod store;
+mod util;
