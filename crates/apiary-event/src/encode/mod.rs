@@ -3,6 +3,8 @@
 
 use crate::Event;
 
+pub mod packet_log;
+
 /// Appends the native JSON encoding of `event` and a newline to `out` (one JSONL line).
 ///
 /// The native encoding is the stable contract documented in `docs/events.md`.

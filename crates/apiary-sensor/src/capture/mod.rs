@@ -1,0 +1,3 @@
+//! Packet sources: pcap/pcapng files and live AF_PACKET rings, plus run-time BPF compilation.
+
+pub mod pcap;
