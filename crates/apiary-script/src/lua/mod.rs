@@ -1,0 +1,6 @@
+//! Lua plugins, run in-process in sandboxed Lua 5.4 states.
+
+mod convert;
+pub(crate) mod packet;
+mod sandbox;
+pub(crate) mod service;

@@ -1,0 +1,3 @@
+function receiver(packet_log, config)
+    print(config.filter.strict)
+end

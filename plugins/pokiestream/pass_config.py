@@ -1,0 +1,2 @@
+async def receiver(packet_log, config):
+    print(config.filter.strict)

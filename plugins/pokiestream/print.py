@@ -1,0 +1,4 @@
+
+async def receiver(packet_log):
+    print(packet_log)
+
