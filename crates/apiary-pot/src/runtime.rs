@@ -1,0 +1,298 @@
+//! Building and running a pot: bind every socket up front, then serve until shutdown.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+use apiary_event::{SharedEmit, Transport};
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::limits::Admission;
+use crate::services::{self, Handler};
+use crate::session::SessionLimits;
+use crate::{Limits, PotConfig, PotError, ServiceConfig};
+
+/// Counters of one pot, for reports and tests.
+#[derive(Debug, Default)]
+pub struct PotStats {
+    /// TCP connections admitted.
+    pub accepted: AtomicU64,
+    /// TCP connections refused by a limit.
+    pub refused: AtomicU64,
+    /// UDP datagrams received.
+    pub datagrams: AtomicU64,
+    /// UDP answers withheld from sources over their reply rate.
+    pub udp_suppressed: AtomicU64,
+    /// UDP peer sessions evicted because the peer table was full.
+    pub udp_evicted: AtomicU64,
+    /// Sessions currently open.
+    pub open_sessions: AtomicU64,
+}
+
+impl PotStats {
+    /// Reads a counter.
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Relaxed)
+    }
+}
+
+/// What a bound listener serves, for the startup table and for tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerInfo {
+    /// Service name.
+    pub service: String,
+    /// Plugin name.
+    pub plugin: String,
+    /// TCP or UDP.
+    pub transport: Transport,
+    /// The bound address (with the real port when 0 was asked for).
+    pub addr: SocketAddr,
+}
+
+/// State shared by every listener of a pot.
+pub(crate) struct Shared {
+    pub(crate) node: Arc<str>,
+    pub(crate) pot: Arc<str>,
+    pub(crate) emit: SharedEmit,
+    pub(crate) limits: Limits,
+    pub(crate) session_limits: SessionLimits,
+    pub(crate) admission: Admission,
+    pub(crate) stats: Arc<PotStats>,
+}
+
+pub(crate) struct Service {
+    pub(crate) name: Arc<str>,
+    pub(crate) protocol: Arc<str>,
+    pub(crate) handler: Handler,
+}
+
+enum Bound {
+    Tcp(std::net::TcpListener),
+    Udp(std::net::UdpSocket),
+}
+
+struct Listener {
+    info: ListenerInfo,
+    service: Arc<Service>,
+    socket: Bound,
+}
+
+/// A pot whose sockets are bound but not yet served.
+pub struct Pot {
+    shared: Arc<Shared>,
+    listeners: Vec<Listener>,
+}
+
+impl Pot {
+    /// Checks every service and binds every port. Nothing is served yet, so the caller can
+    /// drop privileges in between.
+    pub fn bind(
+        node: &str,
+        config: &PotConfig,
+        services_cfg: &[ServiceConfig],
+        emit: SharedEmit,
+    ) -> Result<Self, PotError> {
+        let mut listeners = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for svc in services_cfg.iter().filter(|s| s.enabled) {
+            let err = |message: String| PotError::Service { service: svc.name.clone(), message };
+            if !seen.insert(svc.name.as_str()) {
+                return Err(err("duplicate service name".into()));
+            }
+            let info = services::find(&svc.plugin)
+                .ok_or_else(|| err(format!("unknown plugin `{}`", svc.plugin)))?;
+            if svc.ports.is_empty() {
+                return Err(err("no ports".into()));
+            }
+            let explicit = svc.bind.is_some();
+            let addrs = svc.bind.as_ref().unwrap_or(&config.bind);
+            for port in &svc.ports {
+                if !info.transports.contains(&port.transport) {
+                    return Err(err(format!(
+                        "plugin `{}` does not serve {}",
+                        info.name,
+                        port.transport.as_str()
+                    )));
+                }
+                let handler = (info.build)(port.transport, &svc.options).map_err(err)?;
+                let service = Arc::new(Service {
+                    name: Arc::from(svc.name.as_str()),
+                    protocol: Arc::from(info.protocol),
+                    handler,
+                });
+                for ip in addrs {
+                    let addr = SocketAddr::new(*ip, port.port);
+                    let socket = match bind(addr, port.transport) {
+                        Ok(s) => s,
+                        Err(e) if !explicit && ip.is_ipv6() && ipv6_unavailable(&e) => {
+                            tracing::warn!(%addr, error = %e, "IPv6 unavailable, listening on IPv4 only");
+                            continue;
+                        }
+                        Err(source) => {
+                            let hint = bind_hint(&source, port.port);
+                            return Err(PotError::Bind {
+                                service: svc.name.clone(),
+                                transport: port.transport.as_str(),
+                                addr,
+                                source,
+                                hint,
+                            });
+                        }
+                    };
+                    let local = match &socket {
+                        Bound::Tcp(l) => l.local_addr(),
+                        Bound::Udp(u) => u.local_addr(),
+                    }
+                    .unwrap_or(addr);
+                    listeners.push(Listener {
+                        info: ListenerInfo {
+                            service: svc.name.clone(),
+                            plugin: info.name.into(),
+                            transport: port.transport,
+                            addr: local,
+                        },
+                        service: Arc::clone(&service),
+                        socket,
+                    });
+                }
+            }
+        }
+        let limits = config.limits.clone();
+        let session_limits = SessionLimits {
+            read_timeout: limits.read_timeout,
+            idle_timeout: limits.idle_timeout,
+            max_session: limits.max_session,
+            max_recorded: limits.max_recorded_bytes,
+        };
+        let shared = Arc::new(Shared {
+            node: Arc::from(node),
+            pot: Arc::from(config.name.as_str()),
+            emit,
+            admission: Admission::new(&limits),
+            limits,
+            session_limits,
+            stats: Arc::new(PotStats::default()),
+        });
+        Ok(Self { shared, listeners })
+    }
+
+    /// Every bound listener.
+    pub fn listeners(&self) -> Vec<ListenerInfo> {
+        self.listeners.iter().map(|l| l.info.clone()).collect()
+    }
+
+    /// Starts serving on the current tokio runtime.
+    pub fn start(self) -> std::io::Result<PotHandle> {
+        let cancel = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        let infos = self.listeners();
+        for l in self.listeners {
+            let shared = Arc::clone(&self.shared);
+            match l.socket {
+                Bound::Tcp(std) => {
+                    let listener = tokio::net::TcpListener::from_std(std)?;
+                    tracker.spawn(crate::tcp::serve(
+                        listener,
+                        l.service,
+                        shared,
+                        cancel.clone(),
+                        tracker.clone(),
+                    ));
+                }
+                Bound::Udp(std) => {
+                    let socket = tokio::net::UdpSocket::from_std(std)?;
+                    tracker.spawn(crate::udp::serve(socket, l.service, shared, cancel.clone()));
+                }
+            }
+        }
+        Ok(PotHandle { cancel, tracker, stats: Arc::clone(&self.shared.stats), listeners: infos })
+    }
+}
+
+/// A running pot.
+pub struct PotHandle {
+    cancel: CancellationToken,
+    tracker: TaskTracker,
+    stats: Arc<PotStats>,
+    listeners: Vec<ListenerInfo>,
+}
+
+impl PotHandle {
+    /// Counters.
+    pub fn stats(&self) -> &PotStats {
+        &self.stats
+    }
+
+    /// Every listener.
+    pub fn listeners(&self) -> &[ListenerInfo] {
+        &self.listeners
+    }
+
+    /// The address of the first listener of `service` on `transport` (tests).
+    pub fn addr(&self, service: &str, transport: Transport) -> Option<SocketAddr> {
+        self.listeners
+            .iter()
+            .find(|l| l.service == service && l.transport == transport)
+            .map(|l| l.addr)
+    }
+
+    /// Closes the listeners, ends every session (each records `session.close` with reason
+    /// `shutdown`) and waits up to `grace` for them.
+    pub async fn shutdown(self, grace: Duration) {
+        self.cancel.cancel();
+        self.tracker.close();
+        if tokio::time::timeout(grace, self.tracker.wait()).await.is_err() {
+            tracing::warn!("sessions did not end within {grace:?}");
+        }
+    }
+}
+
+fn bind(addr: SocketAddr, transport: Transport) -> std::io::Result<Bound> {
+    let domain = Domain::for_address(addr);
+    let (ty, proto) = match transport {
+        Transport::Udp => (Type::DGRAM, Protocol::UDP),
+        _ => (Type::STREAM, Protocol::TCP),
+    };
+    let socket = Socket::new(domain, ty, Some(proto))?;
+    if addr.is_ipv6() {
+        // Lets `0.0.0.0` and `::` be bound side by side on the same port.
+        socket.set_only_v6(true)?;
+    }
+    if transport == Transport::Tcp {
+        // Restarting must not wait for TIME_WAIT sockets of the last run's attackers.
+        socket.set_reuse_address(true)?;
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    Ok(match transport {
+        Transport::Udp => Bound::Udp(socket.into()),
+        _ => {
+            socket.listen(1024)?;
+            Bound::Tcp(socket.into())
+        }
+    })
+}
+
+fn ipv6_unavailable(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EAFNOSUPPORT | libc::EADDRNOTAVAIL | libc::EPROTONOSUPPORT)
+    )
+}
+
+fn bind_hint(e: &std::io::Error, port: u16) -> String {
+    match e.kind() {
+        std::io::ErrorKind::PermissionDenied if port < 1024 => format!(
+            " (port {port} is privileged: run as root with `user = ...` in [pot], grant \
+             CAP_NET_BIND_SERVICE with `setcap cap_net_bind_service=+ep $(which apiary)`, \
+             or use a port above 1023)"
+        ),
+        std::io::ErrorKind::AddrInUse => {
+            " (another program already listens there: pick another port or stop it)".into()
+        }
+        _ => String::new(),
+    }
+}

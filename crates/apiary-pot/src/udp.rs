@@ -1,0 +1,155 @@
+//! The UDP loop: one session per peer (not per datagram, as HoneyPy did), idle expiry, a
+//! bounded peer table, and a reply rate limit so the honeypot can never serve as a reflector.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use apiary_event::{Kind, Payload, Transport};
+use tokio::net::UdpSocket;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::limits::RateTable;
+use crate::runtime::{Service, Shared};
+use crate::services::Handler;
+use crate::session::{SessionCtx, UdpPeer};
+
+/// Largest datagram read; anything longer is truncated by the kernel and recorded as such.
+const MAX_DATAGRAM: usize = 65_536;
+/// A UDP service that takes longer than this to answer one datagram gets no answer sent.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub(crate) async fn serve(
+    socket: UdpSocket,
+    service: Arc<Service>,
+    shared: Arc<Shared>,
+    cancel: CancellationToken,
+) {
+    let Handler::Udp(handler) = service.handler.clone() else { return };
+    let Ok(local) = socket.local_addr() else { return };
+    let limits = &shared.limits;
+    let replies = RateTable::new(
+        limits.udp_replies_per_sec,
+        limits.udp_replies_burst,
+        limits.rate_table_size,
+    );
+    let mut peers: HashMap<SocketAddr, UdpPeer> = HashMap::new();
+    let mut buf = vec![0u8; MAX_DATAGRAM];
+    let mut sweep = tokio::time::interval(Duration::from_secs(1).min(limits.udp_idle_timeout));
+    loop {
+        let (n, from) = tokio::select! {
+            () = cancel.cancelled() => {
+                for (_, peer) in peers.drain() {
+                    close(&peer, "shutdown");
+                }
+                return;
+            }
+            _ = sweep.tick() => {
+                expire(&mut peers, limits.udp_idle_timeout, &shared);
+                continue;
+            }
+            r = socket.recv_from(&mut buf) => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    // ICMP port-unreachable from an earlier answer surfaces here on Linux.
+                    tracing::debug!(service = %service.name, error = %e, "udp receive error");
+                    continue;
+                }
+            },
+        };
+        shared.stats.datagrams.fetch_add(1, Relaxed);
+        let data = buf.get(..n).unwrap_or_default();
+        if !peers.contains_key(&from) && peers.len() >= limits.udp_peers.max(1) {
+            expire(&mut peers, limits.udp_idle_timeout, &shared);
+            if peers.len() >= limits.udp_peers.max(1) {
+                evict_oldest(&mut peers, &shared);
+            }
+        }
+        let peer = peers.entry(from).or_insert_with(|| {
+            let ctx = SessionCtx {
+                id: apiary_event::new_id(),
+                peer: from,
+                local,
+                transport: Transport::Udp,
+                node: Arc::clone(&shared.node),
+                pot: Arc::clone(&shared.pot),
+                service: Arc::clone(&service.name),
+                protocol: Arc::clone(&service.protocol),
+                emit: Arc::clone(&shared.emit),
+                started: Instant::now(),
+            };
+            ctx.emit(ctx.event(Kind::SESSION_OPEN));
+            shared.stats.open_sessions.fetch_add(1, Relaxed);
+            UdpPeer::new(ctx)
+        });
+        peer.last_seen = Instant::now();
+        peer.bytes_in += n as u64;
+        let keep = limits.max_recorded_bytes.saturating_sub(peer.recorded_in);
+        peer.recorded_in += keep.min(n);
+        let mut e = peer.ctx.event(Kind::SESSION_RX);
+        e.payload = Some(Payload::new(data, keep));
+        peer.ctx.emit(e);
+
+        let answers = match tokio::time::timeout(ANSWER_TIMEOUT, handler.datagram(peer, data)).await
+        {
+            Ok(a) => a,
+            Err(_) => {
+                tracing::warn!(service = %service.name, "udp service too slow, no answer sent");
+                continue;
+            }
+        };
+        if answers.is_empty() {
+            continue;
+        }
+        if !replies.allow(from.ip().to_canonical()) {
+            shared.stats.udp_suppressed.fetch_add(1, Relaxed);
+            continue;
+        }
+        for answer in answers {
+            if let Err(e) = socket.send_to(&answer, from).await {
+                tracing::debug!(service = %service.name, error = %e, "udp send failed");
+                break;
+            }
+            peer.bytes_out += answer.len() as u64;
+            let keep = limits.max_recorded_bytes.saturating_sub(peer.recorded_out);
+            peer.recorded_out += keep.min(answer.len());
+            let mut e = peer.ctx.event(Kind::SESSION_TX);
+            e.payload = Some(Payload::new(&answer, keep));
+            peer.ctx.emit(e);
+        }
+    }
+}
+
+fn close(peer: &UdpPeer, reason: &str) {
+    // A UDP session's length is first to last datagram, not first datagram to expiry.
+    let mut e = peer.ctx.close_event(peer.bytes_in, peer.bytes_out, reason);
+    if let Some(c) = e.close.as_mut() {
+        c.duration_ms =
+            u64::try_from(peer.last_seen.duration_since(peer.ctx.started).as_millis()).unwrap_or(0);
+    }
+    peer.ctx.emit(e);
+}
+
+fn expire(peers: &mut HashMap<SocketAddr, UdpPeer>, idle: Duration, shared: &Shared) {
+    let now = Instant::now();
+    peers.retain(|_, peer| {
+        let keep = now.duration_since(peer.last_seen) < idle;
+        if !keep {
+            close(peer, "idle");
+            shared.stats.open_sessions.fetch_sub(1, Relaxed);
+        }
+        keep
+    });
+}
+
+fn evict_oldest(peers: &mut HashMap<SocketAddr, UdpPeer>, shared: &Shared) {
+    let oldest = peers.iter().min_by_key(|(_, p)| p.last_seen).map(|(a, _)| *a);
+    if let Some(peer) = oldest.and_then(|a| peers.remove(&a)) {
+        close(&peer, "evicted");
+        shared.stats.udp_evicted.fetch_add(1, Relaxed);
+        shared.stats.open_sessions.fetch_sub(1, Relaxed);
+    }
+}

@@ -1,0 +1,6 @@
+//! Integration tests: a real pot on loopback, spoken to with raw bytes.
+#![allow(clippy::unwrap_used, missing_docs)]
+
+mod runtime;
+mod services;
+mod support;
