@@ -95,18 +95,14 @@ impl Pot {
         services_cfg: &[ServiceConfig],
         emit: SharedEmit,
     ) -> Result<Self, PotError> {
+        if let Some(e) = check_services(services_cfg).into_iter().next() {
+            return Err(e);
+        }
         let mut listeners = Vec::new();
-        let mut seen = std::collections::HashSet::new();
         for svc in services_cfg.iter().filter(|s| s.enabled) {
             let err = |message: String| PotError::Service { service: svc.name.clone(), message };
-            if !seen.insert(svc.name.as_str()) {
-                return Err(err("duplicate service name".into()));
-            }
             let info = services::find(&svc.plugin)
                 .ok_or_else(|| err(format!("unknown plugin `{}`", svc.plugin)))?;
-            if svc.ports.is_empty() {
-                return Err(err("no ports".into()));
-            }
             let explicit = svc.bind.is_some();
             let addrs = svc.bind.as_ref().unwrap_or(&config.bind);
             for port in &svc.ports {
@@ -210,6 +206,39 @@ impl Pot {
         }
         Ok(PotHandle { cancel, tracker, stats: Arc::clone(&self.shared.stats), listeners: infos })
     }
+}
+
+/// Checks every enabled service without binding anything (`apiary config check`): unique
+/// names, known plugins, transports the plugin serves, and options the plugin accepts.
+pub fn check_services(services_cfg: &[ServiceConfig]) -> Vec<PotError> {
+    let mut errors = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for svc in services_cfg.iter().filter(|s| s.enabled) {
+        let err = |message: String| PotError::Service { service: svc.name.clone(), message };
+        if !seen.insert(svc.name.as_str()) {
+            errors.push(err("duplicate service name".into()));
+            continue;
+        }
+        let Some(info) = services::find(&svc.plugin) else {
+            errors.push(err(format!("unknown plugin `{}`", svc.plugin)));
+            continue;
+        };
+        if svc.ports.is_empty() {
+            errors.push(err("no ports".into()));
+        }
+        for port in &svc.ports {
+            if !info.transports.contains(&port.transport) {
+                errors.push(err(format!(
+                    "plugin `{}` does not serve {}",
+                    info.name,
+                    port.transport.as_str()
+                )));
+            } else if let Err(e) = (info.build)(port.transport, &svc.options) {
+                errors.push(err(e));
+            }
+        }
+    }
+    errors
 }
 
 /// A running pot.
