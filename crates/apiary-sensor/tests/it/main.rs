@@ -1,0 +1,7 @@
+//! Integration tests of the sensor: golden replays of generated captures, config
+//! compatibility and live capture.
+#![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)]
+
+mod compat;
+mod replay;
+mod support;
