@@ -3,6 +3,10 @@
 
 use crate::Event;
 
+pub mod cim;
+pub mod ecs;
+pub mod honeypy;
+
 pub mod packet_log;
 
 /// Appends the native JSON encoding of `event` and a newline to `out` (one JSONL line).

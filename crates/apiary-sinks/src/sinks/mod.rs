@@ -1,4 +1,7 @@
-//! One module per sink, each with the same file roles: `config` (serde keys and `build`),
-//! `sink` (delivery), and tests beside them.
+//! One module per sink, each with the same file roles: `config` (serde keys, `validate` and
+//! `build`), `sink` (delivery), and tests beside them.
 
 pub mod jsonl;
+pub mod logstash;
+pub mod nats;
+pub mod postgres;

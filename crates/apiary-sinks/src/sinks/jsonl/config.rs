@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::JsonlSink;
-use crate::SinkError;
+use crate::{Encoder, SinkError};
 
 /// `type = "jsonl"`: one native JSON event per line.
 #[derive(Debug, Clone, Deserialize)]
@@ -51,13 +51,19 @@ impl Default for JsonlConfig {
 }
 
 impl JsonlConfig {
-    /// Opens the file (creating directories) and returns the sink.
-    pub fn build(&self, data_dir: &Path) -> Result<JsonlSink, SinkError> {
+    /// Checks the keys.
+    pub fn validate(&self) -> Result<(), SinkError> {
         if self.max_bytes < 4096 {
             return Err(SinkError::Config("max_bytes must be at least 4096".into()));
         }
+        Ok(())
+    }
+
+    /// Opens the file (creating directories) and returns the sink.
+    pub fn build(&self, data_dir: &Path, encoder: Encoder) -> Result<JsonlSink, SinkError> {
+        self.validate()?;
         let path =
             if self.path.is_absolute() { self.path.clone() } else { data_dir.join(&self.path) };
-        JsonlSink::open(path, self.max_bytes, self.max_age, self.keep)
+        Ok(JsonlSink::open(path, self.max_bytes, self.max_age, self.keep)?.with_encoder(encoder))
     }
 }

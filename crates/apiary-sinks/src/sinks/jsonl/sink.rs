@@ -9,9 +9,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use apiary_event::{Event, Timestamp, encode};
+use apiary_event::{Event, Timestamp};
 
-use crate::{Sink, SinkError};
+use crate::{Encoder, Sink, SinkError};
 
 /// An open JSONL file with its rotation state.
 #[derive(Debug)]
@@ -24,6 +24,7 @@ pub struct JsonlSink {
     max_age: Duration,
     keep: usize,
     buf: Vec<u8>,
+    encoder: Encoder,
 }
 
 impl JsonlSink {
@@ -48,7 +49,14 @@ impl JsonlSink {
             max_age,
             keep,
             buf: Vec::with_capacity(1 << 20),
+            encoder: Encoder::default(),
         })
+    }
+
+    /// Writes records in `encoder`'s format instead of native JSON.
+    pub fn with_encoder(mut self, encoder: Encoder) -> Self {
+        self.encoder = encoder;
+        self
     }
 
     /// The current file.
@@ -99,7 +107,7 @@ impl JsonlSink {
         }
         self.buf.clear();
         for event in batch {
-            encode::json_line(event, &mut self.buf);
+            self.encoder.write_line(event, &mut self.buf);
         }
         self.file.write_all(&self.buf)?;
         self.written += self.buf.len() as u64;
@@ -125,7 +133,7 @@ impl Sink for JsonlSink {
 
 #[cfg(test)]
 mod tests {
-    use apiary_event::Kind;
+    use apiary_event::{Kind, encode};
 
     use super::*;
 
