@@ -8,6 +8,7 @@
 pub mod alert;
 mod check;
 mod config;
+mod emit;
 mod filter;
 mod format;
 mod net;
