@@ -22,5 +22,7 @@ pub mod track;
 
 pub use config::{ConfigError, LoadedConfig, SensorConfig};
 pub use pipeline::{Pipeline, Stats};
-pub use record::{FnSink, QueueSink, RecordSink, queue};
-pub use run::{ReplayOptions, SensorError, Source, replay, replay_file};
+pub use record::{FnSink, QueueSink, RecordSink, blocking_queue, queue};
+pub use run::{
+    LiveHandle, ReplayOptions, RunOptions, SensorError, Source, live, replay, replay_file, run,
+};

@@ -29,6 +29,8 @@ pub struct Stats {
     pub other_transport: u64,
     /// Frames of a link type the decoder does not know.
     pub unknown_link: u64,
+    /// Replayed packets rejected by the BPF expression.
+    pub bpf_rejected: u64,
     /// Packets rejected by the address, protocol or port filters.
     pub filtered: u64,
     /// Records emitted.
@@ -55,6 +57,7 @@ impl Stats {
         self.other_transport += o.other_transport;
         self.unknown_link += o.unknown_link;
         self.filtered += o.filtered;
+        self.bpf_rejected += o.bpf_rejected;
         self.records += o.records;
         self.flows_open += o.flows_open;
         self.queue_drops += o.queue_drops;
@@ -122,6 +125,12 @@ impl Pipeline {
                 self.tracker.expire(ts, sink);
             }
         }
+    }
+
+    /// Counts a frame the BPF filter rejected (replays; live filtering happens in the kernel).
+    pub fn bpf_rejected(&mut self) {
+        self.stats.packets += 1;
+        self.stats.bpf_rejected += 1;
     }
 
     /// Counts a frame of an unknown link type.

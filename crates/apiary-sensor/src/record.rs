@@ -16,6 +16,9 @@ use crate::extract::PayloadKind;
 pub trait RecordSink {
     /// Takes one record.
     fn record(&mut self, event: Event);
+
+    /// Hands on anything buffered (called when capture goes idle and at the end).
+    fn flush(&mut self) {}
 }
 
 impl RecordSink for Vec<Event> {
@@ -28,11 +31,19 @@ impl<S: RecordSink + ?Sized> RecordSink for &mut S {
     fn record(&mut self, event: Event) {
         (**self).record(event);
     }
+
+    fn flush(&mut self) {
+        (**self).flush();
+    }
 }
 
 impl<S: RecordSink + ?Sized> RecordSink for Box<S> {
     fn record(&mut self, event: Event) {
         (**self).record(event);
+    }
+
+    fn flush(&mut self) {
+        (**self).flush();
     }
 }
 
@@ -51,6 +62,8 @@ impl<F: FnMut(Event)> RecordSink for FnSink<F> {
 pub struct QueueSink {
     tx: SyncSender<Event>,
     dropped: Arc<AtomicU64>,
+    /// Wait for room instead of dropping (file replay, where nothing is lost by waiting).
+    blocking: bool,
 }
 
 impl QueueSink {
@@ -67,6 +80,12 @@ impl QueueSink {
 
 impl RecordSink for QueueSink {
     fn record(&mut self, event: Event) {
+        if self.blocking {
+            if self.tx.send(event).is_err() {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+            return;
+        }
         match self.tx.try_send(event) {
             Ok(()) => {}
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
@@ -80,7 +99,14 @@ impl RecordSink for QueueSink {
 /// output or plugin thread.
 pub fn queue(size: usize) -> (QueueSink, Receiver<Event>) {
     let (tx, rx) = sync_channel(size.max(1));
-    (QueueSink { tx, dropped: Arc::new(AtomicU64::new(0)) }, rx)
+    (QueueSink { tx, dropped: Arc::new(AtomicU64::new(0)), blocking: false }, rx)
+}
+
+/// A bounded queue whose sink waits for room (file replay: deterministic, nothing dropped).
+pub fn blocking_queue(size: usize) -> (QueueSink, Receiver<Event>) {
+    let (mut tx, rx) = queue(size);
+    tx.blocking = true;
+    (tx, rx)
 }
 
 /// Per-direction totals written on a session's last record.
