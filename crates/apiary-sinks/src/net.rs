@@ -64,3 +64,20 @@ pub(crate) async fn connect(
     };
     tokio::time::timeout(timeout, fut).await.map_err(|_| SinkError::Timeout(timeout))?
 }
+
+/// Whether a connection the peer never writes to is still open: a pending read means yes; EOF,
+/// an error or unexpected bytes mean the peer closed or is confused, so reconnect rather than
+/// write into a socket whose data would be lost. Catches the common case (the peer closed
+/// while idle); a cut during the write itself is covered by the pipeline's retry only where
+/// the protocol acknowledges.
+pub(crate) async fn still_open(conn: &mut Box<dyn Io>) -> bool {
+    let mut byte = [0u8; 64];
+    std::future::poll_fn(|cx| {
+        let mut buf = tokio::io::ReadBuf::new(&mut byte);
+        match std::pin::Pin::new(&mut **conn).poll_read(cx, &mut buf) {
+            std::task::Poll::Pending => std::task::Poll::Ready(true),
+            std::task::Poll::Ready(_) => std::task::Poll::Ready(false),
+        }
+    })
+    .await
+}

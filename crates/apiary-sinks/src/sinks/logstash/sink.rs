@@ -36,7 +36,13 @@ impl LogstashSink {
 #[async_trait::async_trait]
 impl Sink for LogstashSink {
     async fn send(&mut self, batch: &[Arc<Event>]) -> Result<(), SinkError> {
-        let mut conn = match self.conn.take() {
+        let mut current = self.conn.take();
+        if let Some(c) = current.as_mut()
+            && !net::still_open(c).await
+        {
+            current = None;
+        }
+        let mut conn = match current {
             Some(c) => c,
             None => {
                 net::connect(&self.host, self.port, self.tls.as_ref(), Duration::from_secs(5))
