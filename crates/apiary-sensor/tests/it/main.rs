@@ -3,5 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)]
 
 mod compat;
+mod live;
+mod plugins;
 mod replay;
 mod support;
