@@ -11,10 +11,18 @@ use serde::de::DeserializeOwned;
 
 use crate::{Conn, SessionError, UdpPeer};
 
+mod clock;
+pub(crate) mod dns;
 mod echo;
+mod elasticsearch;
 mod hashcount;
+pub(crate) mod http;
 mod motd;
+pub(crate) mod ntp;
 mod random;
+pub(crate) mod sip;
+pub(crate) mod smtp;
+mod web;
 
 /// A TCP emulator: handles one connection through [`Conn`].
 #[async_trait::async_trait]
@@ -66,8 +74,38 @@ pub struct ServiceInfo {
     pub build: fn(Transport, &toml::Table) -> Result<Handler, String>,
 }
 
+/// The emulators' wire parsers, public for the fuzz targets (`fuzz/fuzz_targets/pot_*.rs`)
+/// and for tools. Each is total: any bytes give a value or an error, never a panic.
+pub mod parsers {
+    pub use super::dns::{
+        DnsError, Query as DnsQuery, answer as dns_answer, check_query as dns_check,
+        parse_query as dns_parse,
+    };
+    pub use super::http::{
+        ReadError as HttpError, check_chunked as http_check_chunked, check_head as http_check_head,
+        decode_chunked as http_decode_chunked, parse_head_owned as http_parse_head,
+    };
+    pub use super::ntp::{NtpRequest, parse as ntp_parse};
+    pub use super::sip::{
+        SipError, SipRequest, check_message as sip_check, digest_params as sip_digest_params,
+        parse_message as sip_parse,
+    };
+    pub use super::smtp::{SmtpCommand, parse_command as smtp_parse_command};
+}
+
 /// Every emulator, in the order `apiary list services` shows them.
-pub const CATALOG: &[ServiceInfo] = &[echo::INFO, motd::INFO, random::INFO, hashcount::INFO];
+pub const CATALOG: &[ServiceInfo] = &[
+    echo::INFO,
+    motd::INFO,
+    random::INFO,
+    hashcount::INFO,
+    web::INFO,
+    elasticsearch::INFO,
+    smtp::INFO,
+    dns::INFO,
+    ntp::INFO,
+    sip::INFO,
+];
 
 /// Every emulator.
 pub fn catalog() -> &'static [ServiceInfo] {

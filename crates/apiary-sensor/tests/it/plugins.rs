@@ -43,8 +43,7 @@ fn run_plugin(file: &str, code: &str, pass_config: bool, dns: bool) -> String {
     }
     let stats = run(&loaded.sensor, opts, Box::new(W(sink))).unwrap();
     assert_eq!(stats.records, 6);
-    let text = String::from_utf8(buf.lock().unwrap().clone()).unwrap();
-    text
+    String::from_utf8(buf.lock().unwrap().clone()).unwrap()
 }
 
 fn python_available() -> bool {
