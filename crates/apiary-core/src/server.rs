@@ -806,8 +806,12 @@ pub(crate) async fn ingest(
     stop: CancellationToken,
 ) {
     let batch = shared.cfg.ingest_batch.max(1);
-    let mut buf = Vec::with_capacity(batch);
+    // SQLite has one writer; PostgreSQL takes several transactions at once, and event order
+    // across batches does not matter (ids deduplicate, queries sort by time).
+    let parallel = if shared.store.backend() == "postgres" { 4 } else { 1 };
+    let mut in_flight = tokio::task::JoinSet::new();
     loop {
+        let mut buf = Vec::with_capacity(batch);
         let n = tokio::select! {
             n = rx.recv_many(&mut buf, batch) => n,
             _ = stop.cancelled() => {
@@ -819,13 +823,19 @@ pub(crate) async fn ingest(
                     }
                 }
                 store_batch(&shared, &mut buf).await;
+                while in_flight.join_next().await.is_some() {}
                 return;
             }
         };
         if n == 0 {
+            while in_flight.join_next().await.is_some() {}
             return;
         }
-        store_batch(&shared, &mut buf).await;
+        while in_flight.len() >= parallel {
+            let _ = in_flight.join_next().await;
+        }
+        let shared = shared.clone();
+        in_flight.spawn(async move { store_batch(&shared, &mut buf).await });
     }
 }
 

@@ -607,7 +607,7 @@ macro_rules! impl_store {
                             .push_bind(e.src_port.map(i64::from))
                             .push_bind(auth.and_then(|a| a.username.clone()))
                             .push_bind(auth.and_then(|a| a.password.clone()))
-                            .push_bind(String::from_utf8_lossy(&body).into_owned());
+                            .push_bind(String::from_utf8(body).unwrap_or_default());
                     });
                     qb.push(" ON CONFLICT (id) DO NOTHING");
                     inserted += qb.build().execute(&mut *tx).await?.rows_affected();

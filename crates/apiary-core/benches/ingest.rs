@@ -1,0 +1,163 @@
+//! Ingest benchmark: 50 nodes over TLS stream `PotEvent`s into the Core, into SQLite or
+//! PostgreSQL; the anchor is the same number of events inserted straight into the store.
+//!
+//! `cargo bench -p apiary-core --bench ingest` (env: `BACKEND=sqlite|postgres`, `NODES`,
+//! `EVENTS_PER_NODE`, `PLAIN=1`).
+#![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use apiary_core::{Core, CoreConfig, EnrollKind, EventQuery, NodeTransport, StoredEvent};
+use apiary_proto::TotpSecret;
+use tokio::io::AsyncWriteExt;
+
+fn env_num(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn event_line(node: usize, i: usize) -> String {
+    format!(
+        "{{\"version\":2,\"message\":{{\"PotEvent\":{{\"node_id\":{node},\"pot_id\":\"cowrie-01\",\"pot_type\":\"cowrie\",\"event_type\":\"cowrie.login.failed\",\"timestamp\":\"2026-01-15T10:30:00Z\",\"data\":{{\"username\":\"root\",\"password\":\"pw{i}\",\"src_ip\":\"198.51.{}.{}\",\"src_port\":{},\"dst_port\":22,\"session\":\"s{node}x{i}\"}}}}}}}}\n",
+        (i / 250) % 250,
+        i % 250,
+        1024 + i % 60000
+    )
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    rt.block_on(run());
+}
+
+async fn run() {
+    let nodes = env_num("NODES", 50);
+    let per_node = env_num("EVENTS_PER_NODE", 4000);
+    let backend = std::env::var("BACKEND").unwrap_or_else(|_| "sqlite".into());
+    let plain = std::env::var("PLAIN").as_deref() == Ok("1");
+    let total = (nodes * per_node) as u64;
+    let dir = tempfile::tempdir().unwrap();
+    let schema = format!("apiary_bench_{}", uuid::Uuid::now_v7().simple());
+    let mut cfg = CoreConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: dir.path().to_path_buf(),
+        transport: if plain { NodeTransport::Plain } else { NodeTransport::Tls },
+        ..CoreConfig::default()
+    };
+    if backend == "postgres" {
+        cfg.database_url = Some("postgres://postgres@127.0.0.1:5432/test".into());
+        cfg.database_schema = Some(schema.clone());
+    }
+
+    // Anchor: the store alone, same events, same batch size, no network.
+    let anchor_store = match backend.as_str() {
+        "postgres" => apiary_core::store::open(
+            "postgres://postgres@127.0.0.1:5432/test",
+            Some(&format!("{schema}_anchor")),
+        )
+        .await
+        .unwrap(),
+        _ => apiary_core::store::open(
+            &format!("sqlite:{}", dir.path().join("anchor.db").display()),
+            None,
+        )
+        .await
+        .unwrap(),
+    };
+    let node_name: Arc<str> = Arc::from("anchor");
+    let mut anchor_events = Vec::with_capacity(total as usize);
+    for n in 0..nodes {
+        for i in 0..per_node {
+            let line = event_line(n, i);
+            let msg = apiary_proto::wire::decode_node_message(line.as_bytes()).unwrap().message;
+            let apiary_proto::NodeMessage::PotEvent(p) = msg else { unreachable!() };
+            let e =
+                apiary_proto::convert::pot_event(&p, &node_name, apiary_event::Timestamp::now());
+            anchor_events.push(StoredEvent { node_id: Some(1), event: e });
+        }
+    }
+    let t = Instant::now();
+    for chunk in anchor_events.chunks(cfg.ingest_batch) {
+        anchor_store.insert_events(chunk).await.unwrap();
+    }
+    let anchor_secs = t.elapsed().as_secs_f64();
+    drop(anchor_events);
+
+    let core = Core::start(cfg).await.unwrap();
+    let ca = core.tls_files().map(|f| f.ca_cert.clone());
+    let addr = core.local_addr();
+    let mut secrets = Vec::new();
+    for n in 0..nodes {
+        let e = core.add_node(&format!("bench-{n}"), EnrollKind::Totp).await.unwrap();
+        secrets.push(TotpSecret::from_base32(&e.totp_secret.unwrap()).unwrap());
+    }
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+
+    // Connect and register everyone first, then start the clock.
+    let mut conns = Vec::new();
+    for (n, s) in secrets.iter().enumerate() {
+        let mut io = common::connect(addr, ca.as_deref()).await.unwrap();
+        io.write_all(
+            common::registration(&format!("bench-{n}"), n as u64 + 1000, &s.code_at(now))
+                .as_bytes(),
+        )
+        .await
+        .unwrap();
+        let ack = common::read_line(&mut io).await.unwrap();
+        assert!(String::from_utf8_lossy(&ack).contains("\"accepted\":true"));
+        io.write_all(common::HEARTBEAT.as_bytes()).await.unwrap();
+        conns.push(io);
+    }
+    // Each first heartbeat is stored as a node.status event; let those land before timing.
+    while core.stats().events_stored < nodes as u64 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let before = core.stats().events_stored;
+    let t = Instant::now();
+    let mut tasks = Vec::new();
+    for (n, mut io) in conns.into_iter().enumerate() {
+        tasks.push(tokio::spawn(async move {
+            let mut buf = Vec::with_capacity(64 * 1024);
+            for i in 0..per_node {
+                buf.extend_from_slice(event_line(n, i).as_bytes());
+                if buf.len() > 60 * 1024 {
+                    io.write_all(&buf).await.unwrap();
+                    buf.clear();
+                }
+            }
+            io.write_all(&buf).await.unwrap();
+            io.flush().await.unwrap();
+            io
+        }));
+    }
+    let mut keep = Vec::new();
+    for t in tasks {
+        keep.push(t.await.unwrap());
+    }
+    let sent_secs = t.elapsed().as_secs_f64();
+    loop {
+        let s = core.stats();
+        if s.events_stored - before + s.events_duplicate >= total {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let secs = t.elapsed().as_secs_f64();
+    let stored = core
+        .store()
+        .count_events(&EventQuery { kind: Some("pot.event".into()), ..Default::default() })
+        .await
+        .unwrap();
+    assert_eq!(stored as u64, total, "every event stored once");
+    let rate = total as f64 / secs;
+    let anchor_rate = total as f64 / anchor_secs;
+    println!(
+        "ingest backend={backend} transport={} nodes={nodes} events={total} sent_in={sent_secs:.2}s stored_in={secs:.2}s rate={rate:.0} ev/s anchor(store only)={anchor_rate:.0} ev/s ratio={:.2}",
+        if plain { "plain" } else { "tls" },
+        rate / anchor_rate
+    );
+    drop(keep);
+    core.shutdown().await;
+}
