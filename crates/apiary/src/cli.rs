@@ -1,0 +1,86 @@
+//! Command-line flags and subcommands (clap). Parsing only: the work is in `cmd/`.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// apiary: a honeypot daemon, fleet manager and flow sensor in one binary.
+///
+/// Start with `apiary pot run`: it serves a default set of emulated services on unprivileged
+/// ports and writes every event to apiary-data/events.jsonl.
+#[derive(Debug, Parser)]
+#[command(name = "apiary", version, propagate_version = true, max_term_width = 100)]
+pub(crate) struct Cli {
+    /// More log detail on stderr (-v: debug, -vv: trace). RUST_LOG overrides it.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub(crate) verbose: u8,
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Run honeypot services.
+    #[command(subcommand)]
+    Pot(PotCommand),
+    /// Check or print configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// List what apiary can run.
+    List {
+        /// What to list.
+        #[arg(value_enum, default_value_t = ListWhat::Services)]
+        what: ListWhat,
+        /// Configuration file (for `loggers`; the built-in default if omitted).
+        #[arg(short, long, env = "APIARY_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Work with the configured loggers.
+    #[command(subcommand)]
+    Loggers(LoggersCommand),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum PotCommand {
+    /// Serve the configured services until Ctrl-C or SIGTERM.
+    Run {
+        /// Configuration file (the built-in default if omitted).
+        #[arg(short, long, env = "APIARY_CONFIG")]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ConfigCommand {
+    /// Validate a configuration file and report every problem with its line.
+    Check {
+        /// Configuration file (the built-in default if omitted).
+        #[arg(short, long, env = "APIARY_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Print the built-in default configuration, a starting point for your own.
+    Default,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum LoggersCommand {
+    /// Send a marked test event through every enabled logger and report each result.
+    Test {
+        /// Configuration file (the built-in default if omitted).
+        #[arg(short, long, env = "APIARY_CONFIG")]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub(crate) enum ListWhat {
+    /// Service emulators (plugins).
+    Services,
+    /// Logger types and, with -c, the configured loggers.
+    Loggers,
+}

@@ -1,0 +1,49 @@
+//! `apiary list services|loggers` (HoneyPy's console `list`).
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use crate::cli::ListWhat;
+use crate::table;
+
+pub(crate) fn run(what: ListWhat, config: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let text = match what {
+        ListWhat::Services => {
+            let rows: Vec<Vec<String>> = apiary_pot::catalog()
+                .iter()
+                .map(|s| {
+                    let transports: Vec<_> = s.transports.iter().map(|t| t.as_str()).collect();
+                    vec![
+                        s.name.to_owned(),
+                        transports.join("+"),
+                        s.aliases.join(", "),
+                        s.description.to_owned(),
+                    ]
+                })
+                .collect();
+            table::render(&["PLUGIN", "TRANSPORT", "ALSO KNOWN AS", "WHAT IT DOES"], &rows)
+        }
+        ListWhat::Loggers => {
+            let loaded = super::load_valid(config)?;
+            let rows: Vec<Vec<String>> = loaded
+                .config
+                .logger
+                .iter()
+                .map(|l| {
+                    vec![
+                        l.display_name(),
+                        l.kind.type_name().to_owned(),
+                        if l.enabled { "enabled" } else { "disabled" }.to_owned(),
+                    ]
+                })
+                .collect();
+            format!(
+                "loggers in {}:\n{}",
+                loaded.origin,
+                table::render(&["NAME", "TYPE", "STATE"], &rows)
+            )
+        }
+    };
+    super::print(&text);
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,109 @@
+//! `apiary pot run`: bind every service, drop privileges, serve until a signal, then close
+//! sessions and flush every logger.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use apiary_pot::Pot;
+
+use crate::table;
+
+pub(crate) fn run(path: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let loaded = super::load_valid(path)?;
+    let node = loaded.node();
+    let specs = super::build_sinks(&loaded)?;
+    let sink_names: Vec<String> = specs.iter().map(|s| s.name.clone()).collect();
+    super::runtime()?.block_on(async move {
+        let pipeline = apiary_sinks::Pipeline::start(specs);
+        let c = &loaded.config;
+        let pot = Pot::bind(&node, &c.pot, &c.service, Arc::new(pipeline.emitter()))?;
+        if let Some(user) = &c.pot.user {
+            if apiary_pot::drop_privileges(user)? {
+                tracing::info!(user, "listening sockets bound; now running unprivileged");
+            }
+        } else if apiary_pot::is_root() {
+            tracing::warn!(
+                "running as root: set `user = \"nobody\"` under [pot] to drop privileges after binding"
+            );
+        }
+        let listeners = pot.listeners();
+        let handle = pot.start().context("starting listeners")?;
+        super::print(&banner(&loaded, &node, &sink_names, &listeners));
+        wait_for_signal().await?;
+        tracing::info!("shutting down: closing listeners and sessions");
+        handle.shutdown(Duration::from_secs(5)).await;
+        let stats = pipeline.shutdown(Duration::from_secs(15)).await;
+        for (name, s) in stats {
+            tracing::info!(
+                logger = %name,
+                delivered = s.delivered,
+                dropped = s.dropped,
+                retried = s.retried,
+                "logger flushed"
+            );
+            if s.dropped > 0 {
+                tracing::error!(logger = %name, dropped = s.dropped, "events were lost");
+            }
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+fn banner(
+    loaded: &crate::config::Loaded,
+    node: &str,
+    sinks: &[String],
+    listeners: &[apiary_pot::ListenerInfo],
+) -> String {
+    // One row per service, transport and port, with every address it is bound on.
+    let mut rows: Vec<Vec<String>> = Vec::new();
+    let mut keys: Vec<(String, apiary_event::Transport, u16)> = Vec::new();
+    for l in listeners {
+        let key = (l.service.clone(), l.transport, l.addr.port());
+        match keys.iter().position(|k| *k == key) {
+            Some(i) => {
+                if let Some(cell) = rows.get_mut(i).and_then(|r| r.get_mut(3)) {
+                    cell.push_str(&format!(", {}", l.addr.ip()));
+                }
+            }
+            None => {
+                keys.push(key);
+                rows.push(vec![
+                    l.service.clone(),
+                    l.plugin.clone(),
+                    format!("{} {}", l.transport.as_str(), l.addr.port()),
+                    l.addr.ip().to_string(),
+                ]);
+            }
+        }
+    }
+    let data_dir = loaded.data_dir();
+    let mut out = format!(
+        "apiary {} | node {node} | config {} | loggers: {}\nevents: {}\n\n",
+        env!("CARGO_PKG_VERSION"),
+        loaded.origin,
+        if sinks.is_empty() { "none".to_owned() } else { sinks.join(", ") },
+        data_dir.join("events.jsonl").display(),
+    );
+    out.push_str(&table::render(&["SERVICE", "PLUGIN", "PORT", "ADDRESSES"], &rows));
+    if let Some(tcp) = listeners.iter().find(|l| l.transport == apiary_event::Transport::Tcp) {
+        out.push_str(&format!(
+            "\ntry it: nc 127.0.0.1 {}   (Ctrl-C stops apiary)\n",
+            tcp.addr.port()
+        ));
+    }
+    out
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing SIGTERM handler")?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r.context("waiting for Ctrl-C")?,
+        _ = term.recv() => {}
+    }
+    Ok(())
+}

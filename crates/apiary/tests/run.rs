@@ -1,0 +1,149 @@
+//! `apiary pot run` as a user runs it: real sockets, events in the JSONL file, SIGTERM.
+
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::net::TcpStream;
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+use crate::apiary;
+
+const CONFIG: &str = r#"
+node = "test-node"
+data_dir = "data"
+
+[pot]
+name = "itest"
+bind = ["127.0.0.1"]
+
+[[service]]
+name = "Echo"
+plugin = "echo"
+ports = ["tcp:0", "udp:0"]
+
+[[service]]
+name = "HashCountRandom"
+plugin = "hashcount"
+ports = ["tcp:0"]
+
+[[logger]]
+type = "jsonl"
+path = "events.jsonl"
+"#;
+
+struct Running {
+    child: Child,
+    ports: Vec<(String, String, u16)>,
+}
+
+/// Starts `apiary pot run` and reads the listener table from its stdout.
+fn start(dir: &std::path::Path) -> Running {
+    std::fs::write(dir.join("apiary.toml"), CONFIG).unwrap();
+    let mut child = apiary()
+        .args(["pot", "run", "-c", "apiary.toml"])
+        .current_dir(dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut ports = Vec::new();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if line.starts_with("try it") {
+            break;
+        }
+        let cols: Vec<_> = line.split_whitespace().collect();
+        if let [service, _plugin, transport, port, _addrs] = cols[..]
+            && let Ok(port) = port.parse()
+        {
+            ports.push((service.to_owned(), transport.to_owned(), port));
+        }
+    }
+    Running { child, ports }
+}
+
+impl Running {
+    fn port(&self, service: &str, transport: &str) -> u16 {
+        self.ports.iter().find(|p| p.0 == service && p.1 == transport).unwrap().2
+    }
+
+    fn stop(mut self) -> i32 {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc_kill(self.child.id() as i32, 15) };
+        self.child.wait().unwrap().code().unwrap()
+    }
+}
+
+unsafe extern "C" {
+    #[link_name = "kill"]
+    fn libc_kill(pid: i32, sig: i32) -> i32;
+}
+
+/// Replaces values that change between runs so the event file can be compared to a golden one.
+fn redact(line: &str) -> String {
+    let mut v: serde_json::Value = serde_json::from_str(line).unwrap();
+    let obj = v.as_object_mut().unwrap();
+    for key in ["id", "time", "session", "src_port", "dst_port"] {
+        if obj.contains_key(key) {
+            obj.insert(key.into(), key.to_uppercase().into());
+        }
+    }
+    if let Some(close) = obj.get_mut("close").and_then(|c| c.as_object_mut()) {
+        close.insert("duration_ms".into(), "DURATION".into());
+    }
+    if obj.get("service").and_then(|s| s.as_str()) == Some("HashCountRandom")
+        && obj.get("kind").and_then(|k| k.as_str()) == Some("session.tx")
+        && let Some(p) = obj.get_mut("payload").and_then(|p| p.as_object_mut())
+        && p.get("len").and_then(|l| l.as_u64()) == Some(133)
+    {
+        // The 99 random bytes differ every run.
+        p.insert("sha256".into(), "RANDOM".into());
+        p.insert("b64".into(), "RANDOM".into());
+    }
+    serde_json::to_string(&v).unwrap()
+}
+
+#[test]
+fn serves_logs_every_event_and_flushes_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let running = start(dir.path());
+
+    let mut echo = TcpStream::connect(("127.0.0.1", running.port("Echo", "tcp"))).unwrap();
+    echo.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    echo.write_all(b"hello apiary\n").unwrap();
+    let mut buf = [0u8; 13];
+    echo.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"hello apiary\n");
+    drop(echo);
+
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    udp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    udp.send_to(b"ping", ("127.0.0.1", running.port("Echo", "udp"))).unwrap();
+    let n = udp.recv(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"ping");
+
+    // This session is still open at SIGTERM: shutdown must close and log it.
+    let mut hc = TcpStream::connect(("127.0.0.1", running.port("HashCountRandom", "tcp"))).unwrap();
+    hc.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut greet = [0u8; 23];
+    hc.read_exact(&mut greet).unwrap();
+    hc.write_all(b"x").unwrap();
+    let mut reply = [0u8; 133];
+    hc.read_exact(&mut reply).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+
+    assert_eq!(running.stop(), 0);
+    let text = std::fs::read_to_string(dir.path().join("data/events.jsonl")).unwrap();
+    let mut got: Vec<String> = text.lines().map(redact).collect();
+    // Services run concurrently: compare per session, in order within each.
+    got.sort_by_key(|l| {
+        let v: serde_json::Value = serde_json::from_str(l).unwrap();
+        format!("{}{}", v["service"], v["transport"])
+    });
+    let golden_path = format!("{}/tests/golden/run.jsonl", env!("CARGO_MANIFEST_DIR"));
+    if std::env::var_os("APIARY_BLESS").is_some() {
+        std::fs::write(&golden_path, got.join("\n") + "\n").unwrap();
+    }
+    let want = std::fs::read_to_string(&golden_path).unwrap();
+    assert_eq!(got.join("\n") + "\n", want, "APIARY_BLESS=1 rewrites the golden file");
+}
