@@ -48,7 +48,7 @@ pub(crate) fn object_to_table(
     Ok(t)
 }
 
-pub(crate) fn number_to_lua(n: &Number) -> LuaValue {
+fn number_to_lua(n: &Number) -> LuaValue {
     match n.as_i64() {
         Some(i) => LuaValue::Integer(i),
         None => LuaValue::Number(n.as_f64().unwrap_or(f64::NAN)),

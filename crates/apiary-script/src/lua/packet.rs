@@ -3,10 +3,12 @@
 
 use std::path::Path;
 
-use mlua::{Function, Lua, Table, Value as LuaValue};
-use serde_json::Value;
+use std::ffi::c_int;
 
-use super::convert::{json_to_lua, number_to_lua};
+use mlua::{Function, Lua, Table, Value as LuaValue, ffi};
+use serde_json::{Map, Value};
+
+use super::convert::json_to_lua;
 use super::sandbox::{Mode, Sandbox, compile, new_sandbox, short_message};
 use crate::ScriptError;
 use crate::packet::{BatchReport, PacketOptions, RECORD_KEYS, Record};
@@ -18,8 +20,6 @@ pub(crate) struct LuaReceiver {
     bulk: Option<Function>,
     /// The config handed as second argument, or nil when `pass_config` is off (as PokieStream).
     config: LuaValue,
-    /// PokieStream's ten keys as Lua strings, interned once: building records is the hot path.
-    keys: Vec<mlua::LuaString>,
 }
 
 impl LuaReceiver {
@@ -46,17 +46,14 @@ impl LuaReceiver {
             return Err(invalid("the plugin defines no receiver(packet_log) function".into()));
         }
         let err = |e: mlua::Error| invalid(short_message(&e));
+        // Records are short-lived garbage: the generational collector handles them cheaply.
+        sb.lua.gc_set_mode(mlua::state::GcMode::Generational(mlua::state::GcGenParams::default()));
         let config = if opts.pass_config {
             json_to_lua(&sb.lua, &opts.config).map_err(err)?
         } else {
             LuaValue::Nil
         };
-        let keys = RECORD_KEYS
-            .iter()
-            .map(|k| sb.lua.create_string(k))
-            .collect::<mlua::Result<Vec<_>>>()
-            .map_err(err)?;
-        Ok(Self { sb, receiver, bulk, config, keys })
+        Ok(Self { sb, receiver, bulk, config })
     }
 
     /// Whether the plugin takes whole batches.
@@ -64,40 +61,14 @@ impl LuaReceiver {
         self.bulk.is_some()
     }
 
-    fn record_table(&self, lua: &Lua, rec: &Record) -> mlua::Result<Table> {
-        let t = lua.create_table_with_capacity(0, rec.len())?;
-        for (k, v) in rec {
-            let value = match v {
-                Value::Null => continue,
-                Value::String(s) => LuaValue::String(lua.create_string(s)?),
-                Value::Number(n) => number_to_lua(n),
-                Value::Bool(b) => LuaValue::Boolean(*b),
-                other => json_to_lua(lua, other)?,
-            };
-            match RECORD_KEYS.iter().position(|known| *known == k.as_str()) {
-                Some(i) => match self.keys.get(i) {
-                    Some(key) => t.raw_set(key, value)?,
-                    None => t.raw_set(k.as_str(), value)?,
-                },
-                None => t.raw_set(k.as_str(), value)?,
-            }
-        }
-        Ok(t)
-    }
-
     /// Hands a batch to the plugin; failures are counted, never fatal.
     pub(crate) fn deliver(&mut self, batch: &[Record]) -> BatchReport {
         let mut report = BatchReport::default();
-        let lua = self.sb.lua.clone();
+        let lua = &self.sb.lua;
         if let Some(bulk) = &self.bulk {
             self.sb.budget.reset();
-            let res = (|| -> mlua::Result<()> {
-                let list = lua.create_table_with_capacity(batch.len(), 0)?;
-                for (i, rec) in batch.iter().enumerate() {
-                    list.raw_set(i + 1, self.record_table(&lua, rec)?)?;
-                }
-                bulk.call::<()>((list, self.config.clone()))
-            })();
+            let res = build_list(lua, batch)
+                .and_then(|list| bulk.call::<()>((list, self.config.clone())));
             match res {
                 Ok(()) => report.delivered = batch.len() as u64,
                 Err(e) => report.fail(batch.len() as u64, self.sb.budget.classify(&e).to_string()),
@@ -107,14 +78,142 @@ impl LuaReceiver {
         let Some(receiver) = &self.receiver else { return report };
         for rec in batch {
             self.sb.budget.reset();
-            let res = self
-                .record_table(&lua, rec)
-                .and_then(|t| receiver.call::<()>((t, self.config.clone())));
+            let res =
+                build_record(lua, rec).and_then(|t| receiver.call::<()>((t, self.config.clone())));
             match res {
                 Ok(()) => report.delivered += 1,
                 Err(e) => report.fail(1, self.sb.budget.classify(&e).to_string()),
             }
         }
         report
+    }
+}
+
+/// Records are built through the raw Lua API inside one protected call per batch: through
+/// mlua's safe API every field store was its own protected call (the memory limit makes each
+/// one fallible), which made building records, not the plugin, the bottleneck. Running inside
+/// `exec_raw` keeps the memory limit in force: running out fails the batch, not the process.
+fn build_list(lua: &Lua, batch: &[Record]) -> mlua::Result<Table> {
+    // SAFETY: the closure only pushes values it creates and leaves one table on the stack; it
+    // owns nothing that needs dropping, so a Lua error unwinding through it leaks nothing.
+    unsafe {
+        lua.exec_raw((), |state| {
+            ffi::luaL_checkstack(state, STACK_NEEDED, std::ptr::null());
+            let keys = push_keys(state);
+            ffi::lua_createtable(state, c_int::try_from(batch.len()).unwrap_or(0), 0);
+            for (i, rec) in batch.iter().enumerate() {
+                push_record(state, rec, keys);
+                ffi::lua_rawseti(state, -2, i as ffi::lua_Integer + 1);
+            }
+            // Leave only the list: it replaces the first key, the other keys are dropped.
+            ffi::lua_replace(state, keys);
+            ffi::lua_settop(state, keys);
+        })
+    }
+}
+
+fn build_record(lua: &Lua, rec: &Record) -> mlua::Result<Table> {
+    // SAFETY: as in `build_list`.
+    unsafe {
+        lua.exec_raw((), |state| {
+            ffi::luaL_checkstack(state, STACK_NEEDED, std::ptr::null());
+            let keys = push_keys(state);
+            push_record(state, rec, keys);
+            ffi::lua_replace(state, keys);
+            ffi::lua_settop(state, keys);
+        })
+    }
+}
+
+/// Stack slots used at most: the record keys, two per nesting level, and a margin.
+const STACK_NEEDED: c_int = RECORD_KEYS.len() as c_int + 2 * MAX_DEPTH as c_int + 8;
+
+/// Pushes PokieStream's keys once per call; returns the stack index of the first. Copying a
+/// stack slot is much cheaper than interning the key string again for every record.
+unsafe fn push_keys(state: *mut ffi::lua_State) -> c_int {
+    unsafe {
+        let first = ffi::lua_gettop(state) + 1;
+        for k in RECORD_KEYS {
+            ffi::lua_pushlstring(state, k.as_ptr().cast(), k.len());
+        }
+        first
+    }
+}
+
+fn key_index(k: &str) -> Option<c_int> {
+    Some(match k {
+        "src_ip" => 0,
+        "dst_ip" => 1,
+        "src_port" => 2,
+        "dst_port" => 3,
+        "protocol_num" => 4,
+        "protocol_name" => 5,
+        "state" => 6,
+        "timestamp" => 7,
+        "session_id" => 8,
+        "payload" => 9,
+        _ => return None,
+    })
+}
+
+/// Pushes one record as a table, using the pre-pushed keys at `keys`.
+unsafe fn push_record(state: *mut ffi::lua_State, rec: &Record, keys: c_int) {
+    unsafe {
+        ffi::lua_createtable(state, 0, c_int::try_from(rec.len()).unwrap_or(0));
+        for (k, v) in rec {
+            if v.is_null() {
+                continue;
+            }
+            match key_index(k) {
+                Some(i) => ffi::lua_pushvalue(state, keys + i),
+                None => {
+                    ffi::lua_pushlstring(state, k.as_ptr().cast(), k.len());
+                }
+            }
+            push_json(state, v, 0);
+            ffi::lua_rawset(state, -3);
+        }
+    }
+}
+/// Nesting below this is passed as nil.
+const MAX_DEPTH: usize = 16;
+
+/// Pushes a JSON object as a table; `null` members are left out (read as nil).
+unsafe fn push_object(state: *mut ffi::lua_State, o: &Map<String, Value>, depth: usize) {
+    unsafe {
+        ffi::lua_createtable(state, 0, c_int::try_from(o.len()).unwrap_or(0));
+        for (k, v) in o {
+            if v.is_null() {
+                continue;
+            }
+            ffi::lua_pushlstring(state, k.as_ptr().cast(), k.len());
+            push_json(state, v, depth);
+            ffi::lua_rawset(state, -3);
+        }
+    }
+}
+
+unsafe fn push_json(state: *mut ffi::lua_State, v: &Value, depth: usize) {
+    unsafe {
+        match v {
+            Value::Null => ffi::lua_pushnil(state),
+            Value::Bool(b) => ffi::lua_pushboolean(state, c_int::from(*b)),
+            Value::Number(n) => match n.as_i64() {
+                Some(i) => ffi::lua_pushinteger(state, i),
+                None => ffi::lua_pushnumber(state, n.as_f64().unwrap_or(f64::NAN)),
+            },
+            Value::String(s) => {
+                ffi::lua_pushlstring(state, s.as_ptr().cast(), s.len());
+            }
+            Value::Object(o) if depth < MAX_DEPTH => push_object(state, o, depth + 1),
+            Value::Array(a) if depth < MAX_DEPTH => {
+                ffi::lua_createtable(state, c_int::try_from(a.len()).unwrap_or(0), 0);
+                for (i, item) in a.iter().enumerate() {
+                    push_json(state, item, depth + 1);
+                    ffi::lua_rawseti(state, -2, i as ffi::lua_Integer + 1);
+                }
+            }
+            Value::Object(_) | Value::Array(_) => ffi::lua_pushnil(state),
+        }
     }
 }
