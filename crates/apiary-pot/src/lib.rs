@@ -12,6 +12,7 @@ mod privilege;
 mod runtime;
 pub mod services;
 mod session;
+pub mod shell;
 mod tcp;
 mod udp;
 
