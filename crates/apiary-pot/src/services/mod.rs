@@ -82,8 +82,9 @@ pub mod parsers {
         parse_query as dns_parse,
     };
     pub use super::http::{
-        ReadError as HttpError, check_chunked as http_check_chunked, check_head as http_check_head,
-        decode_chunked as http_decode_chunked, parse_head_owned as http_parse_head,
+        HeadParts as HttpHeadParts, ReadError as HttpError, check_chunked as http_check_chunked,
+        check_head as http_check_head, decode_chunked as http_decode_chunked,
+        parse_head_owned as http_parse_head,
     };
     pub use super::ntp::{NtpRequest, parse as ntp_parse};
     pub use super::sip::{
