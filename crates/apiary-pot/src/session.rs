@@ -163,7 +163,10 @@ pub(crate) struct SessionLimits {
     pub(crate) max_recorded: usize,
 }
 
-const READ_CHUNK: usize = 16 * 1024;
+/// Read sizes adapt between these: an idle session holds only a small buffer, a bulk upload
+/// reads in large chunks.
+const READ_MIN: usize = 512;
+const READ_MAX: usize = 16 * 1024;
 
 /// A TCP session as a service sees it. Every byte in and out is recorded as an event by
 /// `rx`/`tx`; services never write to the socket directly.
@@ -179,6 +182,8 @@ pub struct Conn {
     recorded_in: usize,
     recorded_out: usize,
     eof: bool,
+    /// Next read size.
+    read_size: usize,
 }
 
 impl std::fmt::Debug for Conn {
@@ -200,6 +205,7 @@ impl Conn {
             recorded_in: 0,
             recorded_out: 0,
             eof: false,
+            read_size: READ_MIN,
         }
     }
 
@@ -264,7 +270,12 @@ impl Conn {
             return Ok(false);
         }
         let wait = self.deadline()?;
-        self.pending.reserve(READ_CHUNK);
+        if self.pending.is_empty() && self.pending.capacity() > READ_MAX {
+            // Do not keep a large buffer alive through a long idle wait.
+            self.pending = BytesMut::new();
+        }
+        self.pending.reserve(self.read_size);
+        let room = self.pending.capacity() - self.pending.len();
         let read = tokio::time::timeout(wait, self.io.read_buf(&mut self.pending)).await;
         let n = match read {
             Err(_) => {
@@ -280,6 +291,11 @@ impl Conn {
             self.eof = true;
             return Ok(false);
         }
+        self.read_size = if n >= room {
+            (self.read_size * 2).min(READ_MAX)
+        } else {
+            (self.read_size / 2).max(READ_MIN)
+        };
         self.last_activity = Instant::now();
         self.bytes_in += n as u64;
         let start = self.pending.len() - n;
