@@ -134,6 +134,16 @@ pub enum SinkKind {
     Nats(sinks::nats::NatsConfig),
     /// Logstash TCP JSON lines.
     Logstash(sinks::logstash::LogstashConfig),
+    /// RabbitMQ / AMQP exchange with publisher confirms.
+    Amqp(sinks::amqp::AmqpConfig),
+    /// MQTT topic (QoS 1).
+    Mqtt(sinks::mqtt::MqttConfig),
+    /// hpfeeds broker channel.
+    Hpfeeds(sinks::hpfeeds::HpfeedsConfig),
+    /// Syslog RFC 5424 over UDP, TCP or TLS.
+    Syslog(sinks::syslog::SyslogConfig),
+    /// Redis stream or list.
+    Redis(sinks::redis::RedisConfig),
 }
 
 /// Calls `$body` with the inner config of any variant bound to `$c`.
@@ -144,6 +154,11 @@ macro_rules! each_kind {
             SinkKind::Postgres($c) => $body,
             SinkKind::Nats($c) => $body,
             SinkKind::Logstash($c) => $body,
+            SinkKind::Amqp($c) => $body,
+            SinkKind::Mqtt($c) => $body,
+            SinkKind::Hpfeeds($c) => $body,
+            SinkKind::Syslog($c) => $body,
+            SinkKind::Redis($c) => $body,
         }
     };
 }
@@ -156,6 +171,11 @@ impl SinkKind {
             Self::Postgres(_) => "postgres",
             Self::Nats(_) => "nats",
             Self::Logstash(_) => "logstash",
+            Self::Amqp(_) => "amqp",
+            Self::Mqtt(_) => "mqtt",
+            Self::Hpfeeds(_) => "hpfeeds",
+            Self::Syslog(_) => "syslog",
+            Self::Redis(_) => "redis",
         }
     }
 
@@ -277,7 +297,12 @@ impl SinkKind {
             Self::Jsonl(c) => Box::new(c.build(data_dir, encoder)?),
             Self::Postgres(c) => Box::new(c.build(encoder)?),
             Self::Nats(c) => Box::new(c.build(encoder)?),
-            Self::Logstash(c) => Box::new(c.build(encoder)?),
+            Self::Logstash(c) => Box::new(c.build(encoder.clone())?),
+            Self::Amqp(c) => Box::new(c.build(encoder.clone())?),
+            Self::Mqtt(c) => Box::new(c.build(encoder.clone())?),
+            Self::Hpfeeds(c) => Box::new(c.build(encoder.clone())?),
+            Self::Syslog(c) => Box::new(c.build(encoder.clone())?),
+            Self::Redis(c) => Box::new(c.build(encoder.clone())?),
         })
     }
 }

@@ -15,8 +15,8 @@ use tokio_rustls::TlsConnector;
 use crate::SinkError;
 
 /// A byte stream, plain or TLS.
-pub(crate) trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+pub(crate) trait Io: AsyncRead + AsyncWrite + Unpin + Send + Sync {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + Sync> Io for T {}
 
 /// Debian's bundle of system roots, used when a sink names no `ca_file`.
 const SYSTEM_ROOTS: &str = "/etc/ssl/certs/ca-certificates.crt";

@@ -1,7 +1,12 @@
 //! Integration tests of apiary-sinks against real local services and local test servers.
 #![allow(clippy::unwrap_used, clippy::print_stderr)]
 
+mod amqp;
 mod common;
+mod hpfeeds;
 mod logstash;
+mod mqtt;
 mod nats;
 mod postgres;
+mod redis;
+mod syslog;
