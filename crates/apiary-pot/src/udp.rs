@@ -13,7 +13,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::limits::RateTable;
-use crate::runtime::{Service, Shared};
+use crate::runtime::{PotStats, Service, Shared};
 use crate::services::Handler;
 use crate::session::{SessionCtx, UdpPeer};
 
@@ -21,6 +21,34 @@ use crate::session::{SessionCtx, UdpPeer};
 const MAX_DATAGRAM: usize = 65_536;
 /// A UDP service that takes longer than this to answer one datagram gets no answer sent.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The reply rate guard of a UDP listener, for services that answer from another socket
+/// (TFTP transfers come from a fresh port) and so bypass the listener's own check.
+#[derive(Clone)]
+pub(crate) struct ReplyGuard {
+    table: Arc<RateTable>,
+    stats: Arc<PotStats>,
+}
+
+impl ReplyGuard {
+    /// Takes one reply token for `ip`; false (and counted as suppressed) when over its rate.
+    pub(crate) fn allow(&self, ip: std::net::IpAddr) -> bool {
+        let ok = self.table.allow(ip.to_canonical());
+        if !ok {
+            self.stats.udp_suppressed.fetch_add(1, Relaxed);
+        }
+        ok
+    }
+}
+
+tokio::task_local! {
+    static GUARD: ReplyGuard;
+}
+
+/// The guard of the listener whose datagram is being handled (`None` outside a handler).
+pub(crate) fn reply_guard() -> Option<ReplyGuard> {
+    GUARD.try_with(ReplyGuard::clone).ok()
+}
 
 pub(crate) async fn serve(
     socket: UdpSocket,
@@ -31,11 +59,12 @@ pub(crate) async fn serve(
     let Handler::Udp(handler) = service.handler.clone() else { return };
     let Ok(local) = socket.local_addr() else { return };
     let limits = &shared.limits;
-    let replies = RateTable::new(
+    let replies = Arc::new(RateTable::new(
         limits.udp_replies_per_sec,
         limits.udp_replies_burst,
         limits.rate_table_size,
-    );
+    ));
+    let guard = ReplyGuard { table: Arc::clone(&replies), stats: Arc::clone(&shared.stats) };
     let mut peers: HashMap<SocketAddr, UdpPeer> = HashMap::new();
     let mut buf = vec![0u8; MAX_DATAGRAM];
     let mut sweep = tokio::time::interval(Duration::from_secs(1).min(limits.udp_idle_timeout));
@@ -93,7 +122,11 @@ pub(crate) async fn serve(
         e.payload = Some(Payload::new(data, keep));
         peer.ctx.emit(e);
 
-        let answers = match tokio::time::timeout(ANSWER_TIMEOUT, handler.datagram(peer, data)).await
+        let answers = match tokio::time::timeout(
+            ANSWER_TIMEOUT,
+            GUARD.scope(guard.clone(), handler.datagram(peer, data)),
+        )
+        .await
         {
             Ok(a) => a,
             Err(_) => {

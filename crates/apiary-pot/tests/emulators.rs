@@ -310,3 +310,56 @@ async fn sip_options_register_challenge_and_digest_capture() {
     assert_eq!(auth.extra["response"], "d41d8cd98f00b204e9800998ecf8427e");
     assert_eq!(of_kind(&events, "sip.request").len(), 3);
 }
+
+#[tokio::test]
+async fn tftp_serves_decoys_and_captures_uploads_from_fresh_ports() {
+    let pot = start(&[service("TFTP", "TFTP", &["udp:0"])], Limits::default(), "127.0.0.1");
+    let addr = pot.handle.addr("TFTP", Transport::Udp).unwrap();
+    let c = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let mut buf = [0u8; 1024];
+    // RRQ netascii: one short DATA block from a new port.
+    c.send_to(b"\x00\x01creds.txt\x00netascii\x00", addr).await.unwrap();
+    let (n, tid) = c.recv_from(&mut buf).await.unwrap();
+    assert_ne!(tid, addr, "transfers come from their own port");
+    assert_eq!(&buf[..4], &[0, 3, 0, 1]);
+    assert!(String::from_utf8_lossy(&buf[4..n]).contains("aws_access_key_id"));
+    c.send_to(&[0, 4, 0, 1], tid).await.unwrap();
+
+    // WRQ: ACK 0 from a new port, then 2.5 blocks of data.
+    let upload: Vec<u8> = (0..1200u32).map(|i| (i % 251) as u8).collect();
+    c.send_to(b"\x00\x02bins.sh\x00octet\x00", addr).await.unwrap();
+    let (n, tid) = c.recv_from(&mut buf).await.unwrap();
+    assert_eq!(&buf[..n], &[0, 4, 0, 0]);
+    for (i, chunk) in upload.chunks(512).enumerate() {
+        let block = (i + 1) as u16;
+        let mut pkt = vec![0, 3];
+        pkt.extend_from_slice(&block.to_be_bytes());
+        pkt.extend_from_slice(chunk);
+        c.send_to(&pkt, tid).await.unwrap();
+        let (n, from) = c.recv_from(&mut buf).await.unwrap();
+        assert_eq!(from, tid);
+        assert_eq!(&buf[..n], &[0, 4, (block >> 8) as u8, block as u8]);
+    }
+    // A stray ACK to the listener gets "unknown transfer ID".
+    c.send_to(&[0, 4, 0, 9], addr).await.unwrap();
+    let (n, _) = c.recv_from(&mut buf).await.unwrap();
+    assert_eq!(&buf[..4], &[0, 5, 0, 5]);
+    assert!(n > 5);
+    for _ in 0..100 {
+        if pot.events.snapshot().iter().any(|e| e.kind.as_str() == "file.upload") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let events = pot.finish().await;
+    let up = of_kind(&events, "file.upload")[0];
+    let d = up.download.as_ref().unwrap();
+    use sha2::Digest;
+    let want: String = sha2::Sha256::digest(&upload).iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(
+        (d.url.as_str(), d.size, d.sha256.as_deref()),
+        ("bins.sh", Some(1200), Some(want.as_str()))
+    );
+    assert_eq!(up.fields["complete"], true);
+    assert_eq!(of_kind(&events, "tftp.request").len(), 2);
+}

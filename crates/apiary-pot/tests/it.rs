@@ -5,3 +5,4 @@ mod emulators;
 mod runtime;
 mod services;
 mod support;
+mod udp_safety;

@@ -22,6 +22,7 @@ pub(crate) mod ntp;
 mod random;
 pub(crate) mod sip;
 pub(crate) mod smtp;
+pub(crate) mod tftp;
 mod web;
 
 /// A TCP emulator: handles one connection through [`Conn`].
@@ -92,6 +93,9 @@ pub mod parsers {
         parse_message as sip_parse,
     };
     pub use super::smtp::{SmtpCommand, parse_command as smtp_parse_command};
+    pub use super::tftp::{
+        Packet as TftpPacket, TftpError, check_packet as tftp_check, parse_packet as tftp_parse,
+    };
 }
 
 /// Every emulator, in the order `apiary list services` shows them.
@@ -106,6 +110,7 @@ pub const CATALOG: &[ServiceInfo] = &[
     dns::INFO,
     ntp::INFO,
     sip::INFO,
+    tftp::INFO,
 ];
 
 /// Every emulator.
