@@ -19,6 +19,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     cfg.capture.block_timeout_ms = 10;
     cfg.filter.port = Some(vec![port]);
     let (tx, rx) = queue(cfg.effective_queue_size().max(n * 2));
+    let drops = tx.drop_counter();
     let stop = Arc::new(AtomicBool::new(false));
     let handle = live(&cfg, "lo", Arc::from("bench"), Arc::clone(&stop), move |_| {
         Box::new(tx.clone()) as Box<dyn RecordSink + Send>
@@ -35,7 +36,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     while sent < n {
         sockets.clear();
         for _ in 0..per_ms.min(n - sent) {
-            let s = UdpSocket::bind("127.0.0.1:0")?;
+            // A distinct loopback source address per flow: ephemeral ports are reused quickly,
+            // which would turn "new" flows into packets of flows already tracked.
+            let src = std::net::Ipv4Addr::new(127, 1, (sent / 250) as u8, (sent % 250 + 1) as u8);
+            let s = UdpSocket::bind((src, 0))?;
             s.send_to(b"burst", ("127.0.0.1", port))?;
             sockets.push(s);
             sent += 1;
@@ -55,11 +59,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .filter(|e| e.flow.as_ref().is_some_and(|f| f.state == Some(FlowState::New)))
         .count();
     println!(
-        "sent {sent} new UDP flows in {:.3} s; NEW records: {news} ({:.1} %); kernel drops {}, queue drops {}",
+        "sent {sent} new UDP flows in {:.3} s; NEW records: {news} ({:.1} %); kernel drops {}, queue drops {}; packets seen {}, filtered {}, records {}",
         elapsed.as_secs_f64(),
         news as f64 * 100.0 / sent as f64,
         stats.kernel_drops,
-        stats.queue_drops
+        drops.load(std::sync::atomic::Ordering::Relaxed),
+        stats.packets,
+        stats.filtered,
+        stats.records
     );
     Ok(())
 }
