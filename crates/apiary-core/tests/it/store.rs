@@ -180,11 +180,29 @@ async fn events_dedup_filter_page_and_rank_on_every_backend() {
         assert_eq!(store.insert_events(&batch).await.unwrap(), 30, "{b}");
         // At-least-once delivery: a resend stores nothing new.
         assert_eq!(store.insert_events(&batch[..10]).await.unwrap(), 0, "{b}");
-        assert_eq!(store.count_events(&EventQuery::default()).await.unwrap(), 30);
+        // The same new event twice in one batch is stored once.
+        let extra = StoredEvent {
+            node_id: None,
+            event: event(1_600_000_000, Kind::TEST, "10.9.9.9", None),
+        };
+        assert_eq!(store.insert_events(&[extra.clone(), extra]).await.unwrap(), 1, "{b}");
+        assert_eq!(
+            store
+                .count_events(&EventQuery { kind: Some("test".into()), ..Default::default() })
+                .await
+                .unwrap(),
+            1
+        );
+        let q = EventQuery {
+            kind: None,
+            since: Some(Timestamp::from_secs_micros(1_650_000_000, 0)),
+            ..Default::default()
+        };
+        assert_eq!(store.count_events(&q).await.unwrap(), 30);
 
         // Newest first, keyset paging without gaps or repeats.
         let mut seen = Vec::new();
-        let mut q = EventQuery { limit: 7, ..Default::default() };
+        let mut q = EventQuery { limit: 7, ..q };
         loop {
             let page = store.query_events(&q).await.unwrap();
             if page.is_empty() {
@@ -195,6 +213,7 @@ async fn events_dedup_filter_page_and_rank_on_every_backend() {
             seen.extend(page);
         }
         assert_eq!(seen.len(), 30, "{b}");
+        assert!(seen.iter().all(|e| e.kind != Kind::TEST));
         assert!(seen.windows(2).all(|w| w[0].time > w[1].time));
         assert_eq!(seen[0], batch[29].event, "{b}: stored events read back unchanged");
 
