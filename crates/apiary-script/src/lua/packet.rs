@@ -126,18 +126,29 @@ fn build_record(lua: &Lua, rec: &Record) -> mlua::Result<Table> {
 }
 
 /// Stack slots used at most: the record keys, two per nesting level, and a margin.
-const STACK_NEEDED: c_int = RECORD_KEYS.len() as c_int + 2 * MAX_DEPTH as c_int + 8;
+const STACK_NEEDED: c_int =
+    (RECORD_KEYS.len() + COMMON_VALUES.len()) as c_int + 2 * MAX_DEPTH as c_int + 8;
 
-/// Pushes PokieStream's keys once per call; returns the stack index of the first. Copying a
-/// stack slot is much cheaper than interning the key string again for every record.
+/// Values that recur in almost every record, pushed once per call like the keys.
+const COMMON_VALUES: [&str; 9] =
+    ["TCP", "UDP", "ICMP", "ICMPv6", "NEW", "ESTABLISHED", "CLOSE", "ABORT", "EXPIRED"];
+
+/// Pushes PokieStream's keys and the common values once per call; returns the stack index of
+/// the first key. Copying a stack slot is much cheaper than interning the same string again
+/// for every record.
 unsafe fn push_keys(state: *mut ffi::lua_State) -> c_int {
     unsafe {
         let first = ffi::lua_gettop(state) + 1;
-        for k in RECORD_KEYS {
+        for k in RECORD_KEYS.iter().chain(COMMON_VALUES.iter()) {
             ffi::lua_pushlstring(state, k.as_ptr().cast(), k.len());
         }
         first
     }
+}
+
+fn common_index(v: &str) -> Option<c_int> {
+    let i = COMMON_VALUES.iter().position(|c| *c == v)?;
+    c_int::try_from(RECORD_KEYS.len() + i).ok()
 }
 
 fn key_index(k: &str) -> Option<c_int> {
@@ -164,13 +175,22 @@ unsafe fn push_record(state: *mut ffi::lua_State, rec: &Record, keys: c_int) {
             if v.is_null() {
                 continue;
             }
-            match key_index(k) {
+            let index = key_index(k);
+            match index {
                 Some(i) => ffi::lua_pushvalue(state, keys + i),
                 None => {
                     ffi::lua_pushlstring(state, k.as_ptr().cast(), k.len());
                 }
             }
-            push_json(state, v, 0);
+            // protocol_name and state take one of a handful of values.
+            let common = match (index, v) {
+                (Some(5 | 6), Value::String(s)) => common_index(s),
+                _ => None,
+            };
+            match common {
+                Some(i) => ffi::lua_pushvalue(state, keys + i),
+                None => push_json(state, v, 0),
+            }
             ffi::lua_rawset(state, -3);
         }
     }
