@@ -7,7 +7,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 use serde::{Deserialize, Deserializer};
 
-use crate::alert::AlertPolicy;
+use crate::alert::{AlertPolicy, AlertSink};
 use crate::sinks;
 use crate::{Encoder, Filter, Format, SinkError, SinkSpec, SpoolConfig};
 
@@ -134,6 +134,26 @@ pub enum SinkKind {
     Nats(sinks::nats::NatsConfig),
     /// Logstash TCP JSON lines.
     Logstash(sinks::logstash::LogstashConfig),
+    /// E-mail over SMTP (alerts).
+    Email(sinks::email::EmailConfig),
+    /// X (Twitter) posts (alerts).
+    Twitter(sinks::chat::TwitterConfig),
+    /// Generic JSON webhook (alerts).
+    Webhook(sinks::chat::WebhookConfig),
+    /// Telegram bot (alerts).
+    Telegram(sinks::chat::TelegramConfig),
+    /// Discord webhook (alerts).
+    Discord(sinks::chat::DiscordConfig),
+    /// Slack incoming webhook (alerts).
+    Slack(sinks::chat::SlackConfig),
+    /// HoneyDB collector.
+    Honeydb(sinks::http::HoneydbConfig),
+    /// Sumo Logic HTTP source.
+    Sumologic(sinks::http::SumologicConfig),
+    /// Elasticsearch / OpenSearch `_bulk`.
+    Elasticsearch(sinks::http::ElasticsearchConfig),
+    /// Splunk HTTP Event Collector.
+    SplunkHec(sinks::http::SplunkHecConfig),
     /// RabbitMQ / AMQP exchange with publisher confirms.
     Amqp(sinks::amqp::AmqpConfig),
     /// MQTT topic (QoS 1).
@@ -154,6 +174,16 @@ macro_rules! each_kind {
             SinkKind::Postgres($c) => $body,
             SinkKind::Nats($c) => $body,
             SinkKind::Logstash($c) => $body,
+            SinkKind::Email($c) => $body,
+            SinkKind::Twitter($c) => $body,
+            SinkKind::Webhook($c) => $body,
+            SinkKind::Telegram($c) => $body,
+            SinkKind::Discord($c) => $body,
+            SinkKind::Slack($c) => $body,
+            SinkKind::Honeydb($c) => $body,
+            SinkKind::Sumologic($c) => $body,
+            SinkKind::Elasticsearch($c) => $body,
+            SinkKind::SplunkHec($c) => $body,
             SinkKind::Amqp($c) => $body,
             SinkKind::Mqtt($c) => $body,
             SinkKind::Hpfeeds($c) => $body,
@@ -171,6 +201,16 @@ impl SinkKind {
             Self::Postgres(_) => "postgres",
             Self::Nats(_) => "nats",
             Self::Logstash(_) => "logstash",
+            Self::Email(_) => "email",
+            Self::Twitter(_) => "twitter",
+            Self::Webhook(_) => "webhook",
+            Self::Telegram(_) => "telegram",
+            Self::Discord(_) => "discord",
+            Self::Slack(_) => "slack",
+            Self::Honeydb(_) => "honeydb",
+            Self::Sumologic(_) => "sumologic",
+            Self::Elasticsearch(_) => "elasticsearch",
+            Self::SplunkHec(_) => "splunk_hec",
             Self::Amqp(_) => "amqp",
             Self::Mqtt(_) => "mqtt",
             Self::Hpfeeds(_) => "hpfeeds",
@@ -187,7 +227,15 @@ impl SinkKind {
 
     /// Whether this is an alerting sink (deduplicates and sends digests).
     pub fn is_alert(&self) -> bool {
-        false
+        matches!(
+            self,
+            Self::Slack(_)
+                | Self::Discord(_)
+                | Self::Telegram(_)
+                | Self::Webhook(_)
+                | Self::Twitter(_)
+                | Self::Email(_)
+        )
     }
 }
 
@@ -290,7 +338,7 @@ impl SinkKind {
     fn build(
         &self,
         encoder: Encoder,
-        _alert: AlertPolicy,
+        alert: AlertPolicy,
         data_dir: &Path,
     ) -> Result<Box<dyn crate::Sink>, SinkError> {
         Ok(match self {
@@ -298,6 +346,16 @@ impl SinkKind {
             Self::Postgres(c) => Box::new(c.build(encoder)?),
             Self::Nats(c) => Box::new(c.build(encoder)?),
             Self::Logstash(c) => Box::new(c.build(encoder.clone())?),
+            Self::Email(c) => Box::new(AlertSink::new(c.build()?, alert)),
+            Self::Twitter(c) => Box::new(AlertSink::new(c.build()?, alert)),
+            Self::Webhook(c) => Box::new(AlertSink::new(c.build(encoder.clone())?, alert)),
+            Self::Telegram(c) => Box::new(AlertSink::new(c.build()?, alert)),
+            Self::Discord(c) => Box::new(AlertSink::new(c.build()?, alert)),
+            Self::Slack(c) => Box::new(AlertSink::new(c.build()?, alert)),
+            Self::Honeydb(c) => Box::new(c.build(encoder.clone())?),
+            Self::Sumologic(c) => Box::new(c.build(encoder.clone())?),
+            Self::Elasticsearch(c) => Box::new(c.build(encoder.clone())?),
+            Self::SplunkHec(c) => Box::new(c.build(encoder.clone())?),
             Self::Amqp(c) => Box::new(c.build(encoder.clone())?),
             Self::Mqtt(c) => Box::new(c.build(encoder.clone())?),
             Self::Hpfeeds(c) => Box::new(c.build(encoder.clone())?),

@@ -44,6 +44,10 @@ pub enum SinkError {
     /// The sink's configuration is unusable.
     #[error("bad configuration: {0}")]
     Config(String),
+    /// The target refused this batch for good (malformed for it: HTTP 400/413/422, SMTP 5xx);
+    /// retrying the same bytes cannot help, so the pipeline drops the batch and counts it.
+    #[error("target refused the batch permanently: {0}")]
+    Refused(String),
     /// The target did not answer in time.
     #[error("no answer within {0:?}")]
     Timeout(Duration),

@@ -419,9 +419,18 @@ impl LaneTask {
                 }
             }
         };
+        let refused = matches!(result, Err(SinkError::Refused(_)));
+        if let Err(SinkError::Refused(why)) = &result {
+            // Sending the same bytes again cannot succeed: count the loss and move on, so one
+            // poisonous batch never blocks the sink.
+            SinkStats::add(&self.stats.dropped, batch.len() as u64);
+            tracing::error!(sink = %self.name, error = %why, events = batch.len(), "target refused the batch for good: events dropped");
+        }
         match result {
-            Ok(()) => {
-                SinkStats::add(&self.stats.delivered, batch.len() as u64);
+            Ok(()) | Err(SinkError::Refused(_)) => {
+                if !refused {
+                    SinkStats::add(&self.stats.delivered, batch.len() as u64);
+                }
                 self.backoff = Duration::ZERO;
                 self.retry_at = None;
                 if in_spool && !from_spool {

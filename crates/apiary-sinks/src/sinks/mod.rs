@@ -2,7 +2,10 @@
 //! `build`), `sink` (delivery), and tests beside them.
 
 pub mod amqp;
+pub mod chat;
+pub mod email;
 pub mod hpfeeds;
+pub mod http;
 pub mod jsonl;
 pub mod logstash;
 pub mod mqtt;

@@ -4,6 +4,7 @@
 mod amqp;
 mod common;
 mod hpfeeds;
+mod http;
 mod logstash;
 mod mqtt;
 mod nats;
