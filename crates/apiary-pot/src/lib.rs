@@ -18,7 +18,7 @@ mod udp;
 
 pub use config::{Limits, PortSpec, PotConfig, ServiceConfig};
 pub use limits::RefuseReason;
-pub use privilege::{PrivilegeError, drop_privileges, is_root};
+pub use privilege::{PrivilegeError, drop_privileges, is_root, lookup_user};
 pub use runtime::{ListenerInfo, Pot, PotHandle, PotStats, check_services};
 pub use services::{Handler, ServiceInfo, TcpService, UdpService, catalog};
 pub use session::{Conn, SessionCtx, SessionError, UdpPeer};

@@ -28,22 +28,27 @@ pub fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
+/// The uid and primary gid of `user`.
+pub fn lookup_user(user: &str) -> Result<(u32, u32), PrivilegeError> {
+    let name = CString::new(user).map_err(|_| PrivilegeError::NoUser(user.into()))?;
+    // SAFETY: getpwnam returns null or a pointer to static storage valid until the next call;
+    // we copy the two fields we need before any other libc call.
+    unsafe {
+        let pw = libc::getpwnam(name.as_ptr());
+        if pw.is_null() {
+            return Err(PrivilegeError::NoUser(user.into()));
+        }
+        Ok(((*pw).pw_uid, (*pw).pw_gid))
+    }
+}
+
 /// Switches the process to `user` (its uid, primary gid, no supplementary groups).
 /// Does nothing unless running as root. Returns whether it switched.
 pub fn drop_privileges(user: &str) -> Result<bool, PrivilegeError> {
     if !is_root() {
         return Ok(false);
     }
-    let name = CString::new(user).map_err(|_| PrivilegeError::NoUser(user.into()))?;
-    // SAFETY: getpwnam returns null or a pointer to static storage valid until the next call;
-    // we copy the two fields we need before any other libc call.
-    let (uid, gid) = unsafe {
-        let pw = libc::getpwnam(name.as_ptr());
-        if pw.is_null() {
-            return Err(PrivilegeError::NoUser(user.into()));
-        }
-        ((*pw).pw_uid, (*pw).pw_gid)
-    };
+    let (uid, gid) = lookup_user(user)?;
     let fail = |call| PrivilegeError::Call {
         user: user.into(),
         call,

@@ -147,3 +147,56 @@ fn serves_logs_every_event_and_flushes_on_sigterm() {
     let want = std::fs::read_to_string(&golden_path).unwrap();
     assert_eq!(got.join("\n") + "\n", want, "APIARY_BLESS=1 rewrites the golden file");
 }
+
+fn uid_of(pid: u32) -> Option<u32> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("Uid:"))?;
+    line.split_whitespace().nth(2)?.parse().ok()
+}
+
+#[test]
+fn binds_a_privileged_port_as_root_then_runs_as_the_configured_user() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { geteuid() } != 0 {
+        assert!(
+            std::env::var_os("APIARY_REQUIRE_SERVICES").is_none(),
+            "CI runs as root: this test must not be skipped there"
+        );
+        println!("skipped: needs root");
+        return;
+    }
+    // A privileged port that is free right now.
+    let port = (600..1000)
+        .find(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).is_ok())
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o777))
+        .unwrap();
+    let config = format!(
+        "data_dir = \"data\"\n[pot]\nbind = [\"127.0.0.1\"]\nuser = \"nobody\"\n\
+         [[service]]\nname = \"MOTD\"\nplugin = \"motd\"\nports = [\"tcp:{port}\"]\n\
+         [[logger]]\ntype = \"jsonl\"\n"
+    );
+    std::fs::write(dir.path().join("apiary.toml"), config).unwrap();
+    let mut child = apiary()
+        .args(["pot", "run", "-c", "apiary.toml"])
+        .current_dir(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    assert!(lines.any(|l| l.unwrap().starts_with("try it")));
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let mut got = String::new();
+    s.read_to_string(&mut got).unwrap();
+    assert_eq!(got, "Prototype unit 0001 is ready to accept programming\r\n");
+    assert_eq!(uid_of(child.id()), Some(65534), "runs as nobody after binding");
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc_kill(child.id() as i32, 15) };
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+}
+
+unsafe extern "C" {
+    fn geteuid() -> u32;
+}

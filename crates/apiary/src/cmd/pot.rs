@@ -21,6 +21,11 @@ pub(crate) fn run(path: Option<&Path>) -> anyhow::Result<ExitCode> {
         let c = &loaded.config;
         let pot = Pot::bind(&node, &c.pot, &c.service, Arc::new(pipeline.emitter()))?;
         if let Some(user) = &c.pot.user {
+            if apiary_pot::is_root() {
+                // Loggers rotate and spool into the data directory after the switch.
+                let (uid, gid) = apiary_pot::lookup_user(user)?;
+                chown_tree(&loaded.data_dir(), uid, gid)?;
+            }
             if apiary_pot::drop_privileges(user)? {
                 tracing::info!(user, "listening sockets bound; now running unprivileged");
             }
@@ -96,6 +101,22 @@ fn banner(
         ));
     }
     out
+}
+
+/// Gives a directory tree to the user apiary will run as.
+fn chown_tree(dir: &Path, uid: u32, gid: u32) -> anyhow::Result<()> {
+    std::os::unix::fs::chown(dir, Some(uid), Some(gid))
+        .with_context(|| format!("giving {} to uid {uid}", dir.display()))?;
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() && !path.is_symlink() {
+            chown_tree(&path, uid, gid)?;
+        } else {
+            std::os::unix::fs::lchown(&path, Some(uid), Some(gid))
+                .with_context(|| format!("giving {} to uid {uid}", path.display()))?;
+        }
+    }
+    Ok(())
 }
 
 async fn wait_for_signal() -> anyhow::Result<()> {
