@@ -30,6 +30,15 @@ pub struct PotConfig {
     /// Connection and session limits.
     #[serde(default)]
     pub limits: Limits,
+    /// Built-in profiles whose services are merged, in order (`["windows_iis", "databases"]`);
+    /// `[[service]]` tables then override or disable their services by name.
+    #[serde(default)]
+    pub profiles: Vec<String>,
+    /// Bind profile services on their real ports even below 1024 (needs root or
+    /// `CAP_NET_BIND_SERVICE`). When false, a real port P below 1024 is bound on 10000 + P,
+    /// HoneyPy's unprivileged scheme.
+    #[serde(default)]
+    pub real_ports: bool,
 }
 
 fn default_pot_name() -> String {
@@ -48,6 +57,8 @@ impl Default for PotConfig {
             ignore: Vec::new(),
             user: None,
             limits: Limits::default(),
+            profiles: Vec::new(),
+            real_ports: false,
         }
     }
 }
@@ -116,9 +127,13 @@ impl Default for Limits {
 pub struct ServiceConfig {
     /// The name in events (`Telnet`, `Echo.udp`, ...). Unique.
     pub name: String,
-    /// Which emulator runs it (`echo`, `motd`, ...; HoneyPy's plugin names work too).
+    /// Which emulator runs it (`echo`, `motd`, ...; HoneyPy's plugin names work too), or a
+    /// script (`plugins/hashcount.lua`, `.py`). Empty in a table that only overrides a
+    /// profile's service of the same name.
+    #[serde(default)]
     pub plugin: String,
-    /// Where it listens: `"tcp:2323"`, `"udp:5353"`.
+    /// Where it listens: `"tcp:2323"`, `"udp:5353"`. Empty keeps a profile service's ports.
+    #[serde(default)]
     pub ports: Vec<PortSpec>,
     /// Addresses to bind instead of the pot's.
     #[serde(default)]

