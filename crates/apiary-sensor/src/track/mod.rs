@@ -30,13 +30,90 @@ type Extractor = fn(&[u8]) -> Extract;
 
 /// Flow key: TCP keys are unordered (both directions share one session, endpoints sorted);
 /// UDP keys are directional, as PokieStream implements them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 struct FlowKey {
     proto: u8,
     a: IpAddr,
     ap: u16,
     b: IpAddr,
     bp: u16,
+}
+
+impl std::hash::Hash for FlowKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        // Three words for IPv4 keys: cheaper than hashing the enums field by field.
+        let word = |ip: IpAddr| -> (u64, u64) {
+            match ip {
+                IpAddr::V4(a) => (u64::from(u32::from(a)), 0),
+                IpAddr::V6(a) => {
+                    let v = u128::from(a);
+                    (v as u64, (v >> 64) as u64 | 1 << 63)
+                }
+            }
+        };
+        let (a0, a1) = word(self.a);
+        let (b0, b1) = word(self.b);
+        state.write_u64(a0 ^ b0.rotate_right(32));
+        state.write_u64(a1 ^ b1.rotate_left(17));
+        state
+            .write_u64(u64::from(self.ap) | u64::from(self.bp) << 16 | u64::from(self.proto) << 32);
+    }
+}
+
+/// A seeded folded-multiply hasher (the construction of foldhash and ahash's fallback): fast
+/// on the three words of a flow key, and keyed per process so an attacker cannot precompute
+/// colliding flows.
+#[derive(Clone)]
+struct FlowHasherBuilder(u64, u64);
+
+impl FlowHasherBuilder {
+    fn new() -> Self {
+        use std::hash::{BuildHasher, Hasher};
+        let rs = std::collections::hash_map::RandomState::new();
+        let mut h = rs.build_hasher();
+        h.write_u64(0x243f_6a88_85a3_08d3);
+        let a = h.finish();
+        h.write_u64(a);
+        Self(a | 1, h.finish())
+    }
+}
+
+impl std::hash::BuildHasher for FlowHasherBuilder {
+    type Hasher = FlowHasher;
+    fn build_hasher(&self) -> FlowHasher {
+        FlowHasher { state: self.1, key: self.0 }
+    }
+}
+
+struct FlowHasher {
+    state: u64,
+    key: u64,
+}
+
+#[inline]
+fn fold(a: u64, b: u64) -> u64 {
+    let p = u128::from(a).wrapping_mul(u128::from(b));
+    (p as u64) ^ ((p >> 64) as u64)
+}
+
+impl std::hash::Hasher for FlowHasher {
+    #[inline]
+    fn write_u64(&mut self, v: u64) {
+        self.state = fold(self.state ^ v, self.key);
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for c in bytes.chunks(8) {
+            let mut w = [0u8; 8];
+            w.iter_mut().zip(c).for_each(|(d, s)| *d = *s);
+            self.write_u64(u64::from_le_bytes(w));
+        }
+    }
+
+    #[inline]
+    fn finish(&self) -> u64 {
+        fold(self.state, self.key.rotate_left(23) ^ 0x9e37_79b9_7f4a_7c15)
+    }
 }
 
 impl FlowKey {
@@ -162,7 +239,7 @@ pub struct Tracker {
     reassembly_bytes: usize,
     max_reassembly_flows: usize,
     payload: PayloadFilters,
-    flows: HashMap<FlowKey, FlowEntry>,
+    flows: HashMap<FlowKey, FlowEntry, FlowHasherBuilder>,
     heap: BinaryHeap<Reverse<(i64, u64, FlowKey)>>,
     emitter: Emitter,
     counter: u64,
@@ -182,7 +259,10 @@ impl Tracker {
             reassembly_bytes: cfg.reassembly_bytes.min(1 << 20),
             max_reassembly_flows: cfg.max_reassembly_flows,
             payload,
-            flows: HashMap::with_capacity(cfg.max_flows.min(65_536)),
+            flows: HashMap::with_capacity_and_hasher(
+                cfg.max_flows.min(65_536),
+                FlowHasherBuilder::new(),
+            ),
             heap: BinaryHeap::new(),
             emitter,
             counter: 0,
@@ -426,6 +506,27 @@ impl Tracker {
                 );
             }
             return;
+        }
+        // Fast path: most packets change nothing but counters; update them in place.
+        if let Some(f) = self.flows.get_mut(&key) {
+            let from_init = (p.src, sport) == f.init;
+            let quiet = f.pending.is_none()
+                && (syn_only || (f.established || from_init) && flags & (FIN | RST) == 0);
+            if quiet {
+                if from_init {
+                    f.orig_packets += 1;
+                    f.orig_bytes += u64::from(p.ip_len);
+                } else {
+                    f.resp_packets += 1;
+                    f.resp_bytes += u64::from(p.ip_len);
+                }
+                f.last = ts;
+                f.history.tcp(flags, payload.len(), from_init);
+                if self.tcp_idle {
+                    f.deadline = ts.as_micros().saturating_add(f.timeout);
+                }
+                return;
+            }
         }
         let Some(mut f) = self.flows.remove(&key) else { return };
         let from_init = (p.src, sport) == f.init;
