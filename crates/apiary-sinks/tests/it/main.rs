@@ -1,8 +1,9 @@
 //! Integration tests of apiary-sinks against real local services and local test servers.
-#![allow(clippy::unwrap_used, clippy::print_stderr)]
+#![allow(clippy::unwrap_used, clippy::print_stderr, clippy::print_stdout)]
 
 mod amqp;
 mod common;
+mod fault;
 mod hpfeeds;
 mod http;
 mod logstash;
