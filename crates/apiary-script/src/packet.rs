@@ -2,10 +2,11 @@
 //! bounded queue so a slow plugin never stalls capture (overflow is counted, never silent).
 
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use serde_json::{Map, Value};
 
@@ -111,6 +112,8 @@ pub(crate) struct Shared {
     dropped: AtomicU64,
     lost: AtomicU64,
     queued: AtomicUsize,
+    /// Set by `finish`: workers leave once the queue is empty even if senders are still alive.
+    closing: AtomicBool,
     capacity: usize,
     batch_size: usize,
 }
@@ -154,7 +157,17 @@ impl Queue {
     /// size (bulk calls grow with the backlog); `None` once the host is finished and drained.
     pub(crate) fn next_batch(&self) -> Option<Vec<Record>> {
         let rx = self.rx.lock().ok()?;
-        let mut batch = rx.recv().ok()?;
+        let mut batch = loop {
+            match rx.recv_timeout(Duration::from_millis(50)) {
+                Ok(b) => break b,
+                Err(RecvTimeoutError::Timeout) => {
+                    if self.shared.closing.load(Ordering::Relaxed) {
+                        return None;
+                    }
+                }
+                Err(RecvTimeoutError::Disconnected) => return None,
+            }
+        };
         while batch.len() < self.shared.batch_size {
             match rx.try_recv() {
                 Ok(more) => batch.extend(more),
@@ -174,6 +187,7 @@ impl Queue {
 /// A running packet plugin: submit records, read counters, finish to drain.
 pub struct PacketHost {
     tx: Option<SyncSender<Vec<Record>>>,
+    queue: Queue,
     shared: Arc<Shared>,
     threads: Vec<JoinHandle<()>>,
     bulk: bool,
@@ -207,7 +221,7 @@ impl PacketHost {
             Language::Lua => start_lua(path, &opts, &queue)?,
             Language::Python => crate::python::packet::start(path, &opts, &queue)?,
         };
-        Ok(Self { tx: Some(tx), shared, threads, bulk, language })
+        Ok(Self { tx: Some(tx), queue, shared, threads, bulk, language })
     }
 
     /// Whether the plugin defines `receiver_bulk` and gets whole batches.
@@ -236,8 +250,8 @@ impl PacketHost {
     }
 
     /// Stops accepting records, waits until the workers have handed every queued record to the
-    /// plugin, and returns the final counters. Senders still alive keep the queue open, so drop
-    /// them first.
+    /// plugin, and returns the final counters. Records submitted through senders that are still
+    /// alive after this are counted as dropped.
     pub fn finish(mut self) -> PacketStats {
         self.shutdown();
         self.shared.stats()
@@ -245,8 +259,15 @@ impl PacketHost {
 
     fn shutdown(&mut self) {
         self.tx = None;
+        self.shared.closing.store(true, Ordering::Relaxed);
         for t in self.threads.drain(..) {
             let _ = t.join();
+        }
+        // A sender that raced with `finish` may have queued a batch after the workers left.
+        if let Ok(rx) = self.queue.rx.lock() {
+            while let Ok(batch) = rx.try_recv() {
+                self.shared.dropped.fetch_add(batch.len() as u64, Ordering::Relaxed);
+            }
         }
     }
 }
@@ -263,6 +284,10 @@ fn submit(tx: &SyncSender<Vec<Record>>, shared: &Shared, batch: Vec<Record>) -> 
         return true;
     }
     shared.submitted.fetch_add(n as u64, Ordering::Relaxed);
+    if shared.closing.load(Ordering::Relaxed) {
+        shared.dropped.fetch_add(n as u64, Ordering::Relaxed);
+        return false;
+    }
     let queued = shared.queued.fetch_add(n, Ordering::Relaxed);
     if queued + n > shared.capacity {
         shared.queued.fetch_sub(n, Ordering::Relaxed);

@@ -268,3 +268,16 @@ fn python_worker_crash_is_restarted_and_loss_counted() {
     assert_eq!(stats.delivered + stats.failed + stats.dropped + stats.lost, stats.submitted);
     assert!(text(&buf).ends_with("7\n"), "{}", text(&buf));
 }
+
+#[test]
+fn finish_does_not_wait_for_live_senders() {
+    let (_d, path) = script("count.lua", "function receiver(p) end");
+    let host = PacketHost::start(&path, PacketOptions::default()).unwrap();
+    let mut sender = host.sender().unwrap();
+    sender.push(tcp_new());
+    sender.flush();
+    let stats = host.finish();
+    assert_eq!(stats.delivered, 1);
+    sender.push(tcp_new());
+    sender.flush();
+}
