@@ -354,7 +354,7 @@ impl TcpService for Telnet {
             }
             conn.tx(b"Password: ").await?;
             let Some(pass) = io.line(conn, false).await? else { return Ok(()) };
-            let ok = self.accept.iter().any(|p| *p == pass);
+            let ok = self.accept.contains(&pass);
             record_login(conn, &user, &pass, ok, &io);
             if ok {
                 break user;
