@@ -166,9 +166,8 @@ fn binds_a_privileged_port_as_root_then_runs_as_the_configured_user() {
         return;
     }
     // A privileged port that is free right now.
-    let port = (600..1000)
-        .find(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).is_ok())
-        .unwrap();
+    let port =
+        (600..1000).find(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).is_ok()).unwrap();
     let dir = tempfile::tempdir().unwrap();
     std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o777))
         .unwrap();
