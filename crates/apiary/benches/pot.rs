@@ -138,13 +138,12 @@ async fn connection_rate() {
     let lines = std::fs::read_to_string(dir.path().join("events.jsonl"))
         .map(|t| t.lines().count())
         .unwrap_or(0);
-    println!("connection rate ({workers} clients, {rounds} alternating rounds of {time:?}, medians):");
+    println!(
+        "connection rate ({workers} clients, {rounds} alternating rounds of {time:?}, medians):"
+    );
     println!("  bare tokio accept-write-close      {b:>9.0} conn/s");
     println!("  apiary MOTD, JSONL logged          {a:>9.0} conn/s   ratio to bare {:.2}", a / b);
-    println!(
-        "  apiary MOTD, JSONL + a dead logger {d:>9.0} conn/s   ratio to all-up {:.2}",
-        d / a
-    );
+    println!("  apiary MOTD, JSONL + a dead logger {d:>9.0} conn/s   ratio to all-up {:.2}", d / a);
     println!("  (events written to JSONL in the logged runs: {lines})");
 }
 
@@ -159,7 +158,8 @@ fn rss_kib(pid: u32) -> u64 {
 
 /// Starts the release binary with one echo service and opens `n` idle sessions to it.
 async fn memory_per_session() {
-    let n: usize = std::env::var("BENCH_SESSIONS").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000);
+    let n: usize =
+        std::env::var("BENCH_SESSIONS").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000);
     raise_nofile(n as u64 * 2 + 1024);
     let dir = tempfile::tempdir().unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
