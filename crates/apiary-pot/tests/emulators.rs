@@ -430,7 +430,7 @@ async fn telnet_windows_allows_three_attempts_then_closes() {
     assert!(hello.starts_with(b"\xff\xfd\x25"));
     assert!(hello.ends_with(b"Welcome to Microsoft Telnet Service \r\n\n\rlogin: "));
     for i in 0..3 {
-        s.write_all(format!("Administrator\r\n").as_bytes()).await.unwrap();
+        s.write_all(b"Administrator\r\n").await.unwrap();
         read_until(&mut s, b"password: ").await;
         s.write_all(format!("Passw0rd{i}\r\n").as_bytes()).await.unwrap();
         let got = read_until(&mut s, b"Login Failed").await;
