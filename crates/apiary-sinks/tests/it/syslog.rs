@@ -1,5 +1,6 @@
 //! Syslog sink against a real rsyslog (Debian package `rsyslog`) started by the test with its
-//! own configuration on free ports: UDP and TCP with octet counting.
+//! own configuration on free ports: UDP, TCP with octet counting, and TLS (gtls driver,
+//! package `rsyslog-gnutls`).
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -11,7 +12,7 @@ fn free_port() -> u16 {
 }
 
 #[tokio::test]
-async fn rsyslog_receives_rfc5424_over_udp_and_tcp() {
+async fn rsyslog_receives_rfc5424_over_udp_tcp_and_tls() {
     if std::process::Command::new("rsyslogd").arg("-v").output().is_err() {
         if std::env::var("APIARY_REQUIRE_SERVICES").is_ok_and(|v| v == "1") {
             panic!("rsyslogd is not installed");
@@ -20,7 +21,11 @@ async fn rsyslog_receives_rfc5424_over_udp_and_tcp() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let (udp, tcp) = (free_port(), free_port());
+    let (udp, tcp, tls) = (free_port(), free_port(), free_port());
+    let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+    let (cert_pem, key_pem) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert_pem, cert.cert.pem()).unwrap();
+    std::fs::write(&key_pem, cert.signing_key.serialize_pem()).unwrap();
     let out = dir.path().join("out.log");
     let conf = dir.path().join("rsyslog.conf");
     std::fs::write(
@@ -31,11 +36,14 @@ module(load="imudp")
 module(load="imtcp")
 input(type="imudp" address="127.0.0.1" port="{udp}")
 input(type="imtcp" address="127.0.0.1" port="{tcp}")
+input(type="imtcp" address="127.0.0.1" port="{tls}" streamDriver.name="gtls" streamDriver.mode="1" streamDriver.authMode="anon" streamDriver.CAFile="{cert}" streamDriver.CertFile="{cert}" streamDriver.KeyFile="{key}")
 template(name="t" type="string" string="%app-name%|%msgid%|%structured-data%|%msg%\n")
 *.* action(type="omfile" file="{out}" template="t" flushOnTXEnd="on" asyncWriting="off")
 "#,
             work = dir.path().display(),
-            out = out.display()
+            out = out.display(),
+            cert = cert_pem.display(),
+            key = key_pem.display()
         ),
     )
     .unwrap();
@@ -51,14 +59,15 @@ template(name="t" type="string" string="%app-name%|%msgid%|%structured-data%|%ms
         .spawn()
         .unwrap();
     for _ in 0..100 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", tcp)).await.is_ok() {
+        if tokio::net::TcpStream::connect(("127.0.0.1", tls)).await.is_ok() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    for (transport, port, n) in [("udp", udp, 50u32), ("tcp", tcp, 300)] {
+    for (transport, port, n) in [("udp", udp, 50u32), ("tcp", tcp, 300), ("tls", tls, 300)] {
         let cfg = logger(&format!(
-            "[[logger]]\ntype = \"syslog\"\nname = \"s-{transport}\"\nhost = \"127.0.0.1\"\nport = {port}\ntransport = \"{transport}\"\n"
+            "[[logger]]\ntype = \"syslog\"\nname = \"s-{transport}\"\nhost = \"127.0.0.1\"\nport = {port}\ntransport = \"{transport}\"\nca_file = \"{}\"\n",
+            cert_pem.display()
         ));
         let p = start(&cfg, dir.path());
         let em = p.emitter();
@@ -77,7 +86,7 @@ template(name="t" type="string" string="%app-name%|%msgid%|%structured-data%|%ms
     for _ in 0..100 {
         lines =
             std::fs::read_to_string(&out).unwrap_or_default().lines().map(String::from).collect();
-        if lines.len() >= 350 {
+        if lines.len() >= 650 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -102,4 +111,5 @@ template(name="t" type="string" string="%app-name%|%msgid%|%structured-data%|%ms
     }
     assert_eq!(per["tcp"], (0..300).collect::<Vec<u64>>());
     assert_eq!(per["udp"], (0..50).collect::<Vec<u64>>());
+    assert_eq!(per.get("tls").cloned().unwrap_or_default(), (0..300).collect::<Vec<u64>>());
 }
