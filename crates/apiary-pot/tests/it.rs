@@ -4,5 +4,6 @@
 mod emulators;
 mod runtime;
 mod services;
+mod ssh;
 mod support;
 mod udp_safety;

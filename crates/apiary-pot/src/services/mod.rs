@@ -22,6 +22,7 @@ pub(crate) mod ntp;
 mod random;
 pub(crate) mod sip;
 pub(crate) mod smtp;
+mod ssh;
 pub(crate) mod telnet;
 mod telnet_windows;
 pub(crate) mod tftp;
@@ -116,6 +117,7 @@ pub const CATALOG: &[ServiceInfo] = &[
     tftp::INFO,
     telnet::INFO,
     telnet_windows::INFO,
+    ssh::INFO,
 ];
 
 /// Every emulator.

@@ -52,6 +52,7 @@ use machine::User;
 pub use machine::{Machine, ShellConfig};
 use parse::{Join, Part, RedirKind, Simple, SyntaxError, Word};
 pub use term::{EditorEvent, LineEditor, to_crlf};
+pub(crate) use text::truncate;
 
 /// Longest line the shell interprets; longer input is cut (bash would take it, bots rarely
 /// send more, and it bounds the work per line).
@@ -132,12 +133,25 @@ pub struct ShellOutput {
     /// Bytes for the terminal (stdout and stderr as a terminal interleaves them), `\n` line
     /// ends.
     pub output: Vec<u8>,
+    /// Standard output alone (SSH `exec` sends it on the data stream).
+    pub stdout: Vec<u8>,
+    /// Standard error alone (SSH `exec` sends it as extended data).
+    pub stderr: Vec<u8>,
     /// Records for the session.
     pub events: Vec<ShellEvent>,
     /// The shell ended (`exit`, `logout`).
     pub exit: bool,
     /// Exit status of the last command (`$?`, SSH `exit-status`).
     pub status: i32,
+}
+
+impl ShellOutput {
+    fn flush(&mut self, io: &mut Io) {
+        self.output.extend_from_slice(&io.err);
+        self.output.extend_from_slice(&io.out);
+        self.stderr.append(&mut io.err);
+        self.stdout.append(&mut io.out);
+    }
 }
 
 /// Streams of one command.
@@ -301,11 +315,9 @@ impl Shell {
         self.history.push(line.to_owned());
         self.unknown = false;
         let mut io = Io::default();
-        self.exec(line, &mut io);
+        self.exec(line, &mut io, Some(&mut out));
         let mut events = vec![ShellEvent::Command { input: line.to_owned(), known: !self.unknown }];
         events.append(&mut self.events);
-        out.output = io.err;
-        out.output.extend_from_slice(&io.out);
         out.events = events;
         out.exit = self.exit;
         out.status = self.status;
@@ -327,7 +339,9 @@ impl Shell {
     }
 
     /// Runs a line (or a nested `sh -c`, script line, substitution); output goes into `io`.
-    fn exec(&mut self, line: &str, io: &mut Io) {
+    /// At the top level (`top`), each pipeline's output is moved there as it completes, so
+    /// the terminal sees stdout and stderr in the order a real shell would produce them.
+    fn exec(&mut self, line: &str, io: &mut Io, mut top: Option<&mut ShellOutput>) {
         let list = match parse::parse(line) {
             Ok(l) => l,
             Err(e) => {
@@ -350,6 +364,9 @@ impl Shell {
                 io.err(msg);
                 self.status = 2;
                 self.unknown = true;
+                if let Some(t) = top {
+                    t.flush(io);
+                }
                 return;
             }
         };
@@ -366,6 +383,9 @@ impl Shell {
             join = next;
             if run {
                 self.status = self.pipeline(&pipeline, io);
+                if let Some(t) = top.as_deref_mut() {
+                    t.flush(io);
+                }
             }
         }
     }
@@ -527,7 +547,7 @@ impl Shell {
         self.depth += 1;
         let mut io = Io { piped: true, ..Io::default() };
         let exit = self.exit;
-        self.exec(src, &mut io);
+        self.exec(src, &mut io, None);
         // `exit` inside a substitution ends only its subshell.
         self.exit = exit;
         self.depth -= 1;
@@ -549,7 +569,7 @@ impl Shell {
             if self.exit {
                 break;
             }
-            self.exec(line, io);
+            self.exec(line, io, None);
         }
         // `exit` in a script or `sh -c` ends that child shell, not the login.
         self.exit = exit;
