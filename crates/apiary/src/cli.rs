@@ -35,6 +35,9 @@ pub(crate) enum Command {
         #[arg(short, long, env = "APIARY_CONFIG")]
         config: Option<PathBuf>,
     },
+    /// Show the built-in service profiles.
+    #[command(subcommand)]
+    Profile(ProfileCommand),
     /// Work with the configured loggers.
     #[command(subcommand)]
     Loggers(LoggersCommand),
@@ -52,6 +55,21 @@ pub(crate) enum PotCommand {
         /// Configuration file (the built-in default if omitted).
         #[arg(short, long, env = "APIARY_CONFIG")]
         config: Option<PathBuf>,
+        /// Start every service whose ports are free and list what was skipped, instead of
+        /// failing on a port that is in use or privileged.
+        #[arg(long)]
+        skip_busy: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ProfileCommand {
+    /// List the built-in profiles.
+    List,
+    /// Print a profile as shipped (its services with their real ports).
+    Show {
+        /// The profile (`apiary profile list` names them).
+        name: String,
     },
 }
 
@@ -81,6 +99,8 @@ pub(crate) enum LoggersCommand {
 pub(crate) enum ListWhat {
     /// Service emulators (plugins).
     Services,
+    /// Built-in service profiles.
+    Profiles,
     /// Logger types and, with -c, the configured loggers.
     Loggers,
 }

@@ -110,7 +110,7 @@ impl Loaded {
     /// Returns every problem found, each located where possible.
     pub(crate) fn validate(&self) -> Vec<ConfigError> {
         let mut errors = Vec::new();
-        for e in apiary_pot::check_services(&self.config.service) {
+        for e in apiary_pot::check_config(&self.config.pot, &self.config.service) {
             let (service, message) = match &e {
                 apiary_pot::PotError::Service { service, message } => {
                     (service.clone(), message.clone())
@@ -250,7 +250,8 @@ mod tests {
     fn the_built_in_default_is_valid() {
         let l = Loaded::load(None).unwrap();
         assert!(l.validate().is_empty());
-        assert_eq!(l.config.service.len(), 4);
+        let services = apiary_pot::resolve_services(&l.config.pot, &l.config.service).unwrap();
+        assert_eq!(services.len(), 8);
     }
 
     #[test]

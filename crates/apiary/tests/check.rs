@@ -24,7 +24,7 @@ fn the_built_in_default_passes() {
     assert!(out.status.success());
     assert!(
         String::from_utf8_lossy(&out.stdout)
-            .starts_with("<built-in>: ok (4 service(s), 1 logger(s)")
+            .starts_with("<built-in>: ok (8 service(s), 1 logger(s)")
     );
 }
 
@@ -125,8 +125,27 @@ fn list_services_and_completions() {
     for plugin in ["echo", "motd", "random", "hashcount"] {
         assert!(text.lines().any(|l| l.starts_with(plugin)), "{plugin} missing:\n{text}");
     }
+    let out = apiary().args(["list", "profiles"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let names = apiary_pot::profiles::list();
+    assert_eq!(text.lines().count(), names.len() + 1, "a header and a row per profile:\n{text}");
+    for name in names {
+        assert!(text.lines().any(|l| l.split_whitespace().next() == Some(name)), "{name}: {text}");
+    }
+    let out = apiary().args(["profile", "show", "default"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("plugin = \"telnet\""));
+    let out = apiary().args(["profile", "show", "nosuch"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no profile named `nosuch`"));
     let out = apiary().args(["completions", "bash"]).output().unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("_apiary()"));
     let out = apiary().arg("--version").output().unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("apiary "));
+}
+
+#[test]
+fn unknown_profile_is_reported() {
+    let (code, text) = check("[pot]\nprofiles = [\"nosuch\"]\n");
+    assert_eq!(code, 1);
+    assert!(text.contains("nosuch"), "{text}");
 }

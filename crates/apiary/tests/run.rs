@@ -199,3 +199,47 @@ fn binds_a_privileged_port_as_root_then_runs_as_the_configured_user() {
 unsafe extern "C" {
     fn geteuid() -> u32;
 }
+
+#[test]
+fn skip_busy_starts_the_rest_and_says_what_it_skipped() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy = taken.local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "data_dir = \"data\"\n[pot]\nbind = [\"127.0.0.1\"]\n\
+         [[service]]\nname = \"Busy\"\nplugin = \"echo\"\nports = [\"tcp:{busy}\"]\n\
+         [[service]]\nname = \"Free\"\nplugin = \"motd\"\nports = [\"tcp:0\"]\n"
+    );
+    std::fs::write(dir.path().join("apiary.toml"), config).unwrap();
+    // Without the flag the busy port is a clear error naming service and port.
+    let out = apiary()
+        .args(["pot", "run", "-c", "apiary.toml"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("service `Busy`: cannot bind tcp/127.0.0.1:{busy}")), "{err}");
+    // With it, the rest starts and the skipped port is reported.
+    let mut child = apiary()
+        .args(["pot", "run", "--skip-busy", "-c", "apiary.toml"])
+        .current_dir(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout: Vec<String> = BufReader::new(child.stdout.take().unwrap())
+        .lines()
+        .map(Result::unwrap)
+        .take_while(|l| !l.starts_with("try it"))
+        .collect();
+    assert!(stdout.iter().any(|l| l.starts_with("Free")), "{stdout:?}");
+    assert!(!stdout.iter().any(|l| l.starts_with("Busy")), "{stdout:?}");
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc_kill(child.id() as i32, 15) };
+    let mut err = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    assert!(err.contains(&format!("skipped tcp 127.0.0.1:{busy}")), "{err}");
+    drop(taken);
+}

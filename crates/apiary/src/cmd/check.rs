@@ -21,7 +21,8 @@ pub(crate) fn run(path: Option<&Path>) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(1));
     }
     let c = &loaded.config;
-    let enabled = c.service.iter().filter(|s| s.enabled).count();
+    let enabled =
+        apiary_pot::resolve_services(&c.pot, &c.service)?.iter().filter(|s| s.enabled).count();
     let loggers = c.logger.iter().filter(|l| l.enabled).count();
     super::print(&format!(
         "{}: ok ({enabled} service(s), {loggers} logger(s), node `{}`, data in {})\n",

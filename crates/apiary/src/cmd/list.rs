@@ -23,6 +23,17 @@ pub(crate) fn run(what: ListWhat, config: Option<&Path>) -> anyhow::Result<ExitC
                 .collect();
             table::render(&["PLUGIN", "TRANSPORT", "ALSO KNOWN AS", "WHAT IT DOES"], &rows)
         }
+        ListWhat::Profiles => {
+            let rows: Vec<Vec<String>> = apiary_pot::profiles::list()
+                .into_iter()
+                .filter_map(apiary_pot::profiles::get)
+                .map(|p| {
+                    let n = p.services.len();
+                    vec![p.name.to_owned(), n.to_string(), p.description]
+                })
+                .collect();
+            table::render(&["PROFILE", "SERVICES", "WHAT IT IMITATES"], &rows)
+        }
         ListWhat::Loggers => {
             let loaded = super::load_valid(config)?;
             let rows: Vec<Vec<String>> = loaded
@@ -46,4 +57,18 @@ pub(crate) fn run(what: ListWhat, config: Option<&Path>) -> anyhow::Result<ExitC
     };
     super::print(&text);
     Ok(ExitCode::SUCCESS)
+}
+
+/// `apiary profile show NAME`: the profile file as shipped.
+pub(crate) fn show_profile(name: &str) -> anyhow::Result<ExitCode> {
+    match apiary_pot::profiles::get(name) {
+        Some(p) => {
+            super::print(p.source);
+            Ok(ExitCode::SUCCESS)
+        }
+        None => anyhow::bail!(
+            "no profile named `{name}` (built-in profiles: {})",
+            apiary_pot::profiles::list().join(", ")
+        ),
+    }
 }

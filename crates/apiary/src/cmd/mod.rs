@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 
-use crate::cli::{Command, ConfigCommand, LoggersCommand, PotCommand};
+use crate::cli::{Command, ConfigCommand, LoggersCommand, PotCommand, ProfileCommand};
 
 mod check;
 mod list;
@@ -13,7 +13,11 @@ mod pot;
 
 pub(crate) fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Pot(PotCommand::Run { config }) => pot::run(config.as_deref()),
+        Command::Pot(PotCommand::Run { config, skip_busy }) => {
+            pot::run(config.as_deref(), skip_busy)
+        }
+        Command::Profile(ProfileCommand::List) => list::run(crate::cli::ListWhat::Profiles, None),
+        Command::Profile(ProfileCommand::Show { name }) => list::show_profile(&name),
         Command::Config(ConfigCommand::Check { config }) => check::run(config.as_deref()),
         Command::Config(ConfigCommand::Default) => {
             print(crate::config::DEFAULT);

@@ -11,7 +11,7 @@ use apiary_pot::Pot;
 
 use crate::table;
 
-pub(crate) fn run(path: Option<&Path>) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(path: Option<&Path>, skip_busy: bool) -> anyhow::Result<ExitCode> {
     let loaded = super::load_valid(path)?;
     let node = loaded.node();
     let specs = super::build_sinks(&loaded)?;
@@ -19,7 +19,21 @@ pub(crate) fn run(path: Option<&Path>) -> anyhow::Result<ExitCode> {
     super::runtime()?.block_on(async move {
         let pipeline = apiary_sinks::Pipeline::start(specs);
         let c = &loaded.config;
-        let pot = Pot::bind(&node, &c.pot, &c.service, Arc::new(pipeline.emitter()))?;
+        let emit = Arc::new(pipeline.emitter());
+        let (pot, skipped) = if skip_busy {
+            Pot::bind_skip_busy(&node, &c.pot, &c.service, emit)?
+        } else {
+            (Pot::bind(&node, &c.pot, &c.service, emit)?, Vec::new())
+        };
+        for s in &skipped {
+            tracing::warn!(
+                service = %s.service,
+                "skipped {} {}: {}",
+                s.transport.as_str(),
+                s.addr,
+                s.reason
+            );
+        }
         if let Some(user) = &c.pot.user {
             if apiary_pot::is_root() {
                 // Loggers rotate and spool into the data directory after the switch.
@@ -36,8 +50,11 @@ pub(crate) fn run(path: Option<&Path>) -> anyhow::Result<ExitCode> {
         }
         let listeners = pot.listeners();
         let handle = pot.start().context("starting listeners")?;
+        // Handlers are in place before the banner tells anyone that apiary is up, so a
+        // supervisor's immediate SIGTERM is a clean stop, not a kill.
+        let signal = shutdown_signal()?;
         super::print(&banner(&loaded, &node, &sink_names, &listeners));
-        wait_for_signal().await?;
+        signal.await?;
         tracing::info!("shutting down: closing listeners and sessions");
         handle.shutdown(Duration::from_secs(5)).await;
         let stats = pipeline.shutdown(Duration::from_secs(15)).await;
@@ -119,12 +136,15 @@ fn chown_tree(dir: &Path, uid: u32, gid: u32) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn wait_for_signal() -> anyhow::Result<()> {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .context("installing SIGTERM handler")?;
-    tokio::select! {
-        r = tokio::signal::ctrl_c() => r.context("waiting for Ctrl-C")?,
-        _ = term.recv() => {}
-    }
-    Ok(())
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = anyhow::Result<()>>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
+    Ok(async move {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+        Ok(())
+    })
 }
