@@ -11,6 +11,7 @@ mod limits;
 mod privilege;
 pub mod profiles;
 mod runtime;
+mod script;
 pub mod services;
 mod session;
 pub mod shell;
@@ -21,8 +22,7 @@ pub use config::{Limits, PortSpec, PotConfig, ServiceConfig};
 pub use limits::RefuseReason;
 pub use privilege::{PrivilegeError, drop_privileges, is_root, lookup_user};
 pub use runtime::{
-    ListenerInfo, Pot, PotHandle, PotStats, Skipped, check_config, check_services,
-    resolve_services,
+    ListenerInfo, Pot, PotHandle, PotStats, Skipped, check_config, check_services, resolve_services,
 };
 pub use services::{Handler, ServiceInfo, TcpService, UdpService, catalog};
 pub use session::{Conn, SessionCtx, SessionError, UdpPeer};

@@ -129,22 +129,42 @@ impl Pot {
         let mut listeners = Vec::new();
         for svc in services_cfg.iter().filter(|s| s.enabled) {
             let err = |message: String| PotError::Service { service: svc.name.clone(), message };
-            let info = services::find(&svc.plugin)
-                .ok_or_else(|| err(format!("unknown plugin `{}`", svc.plugin)))?;
+            // A script is loaded once per service, so its ports share one worker.
+            let script = if crate::script::is_script(&svc.plugin) {
+                Some(crate::script::load(&svc.plugin, &svc.options).map_err(err)?)
+            } else {
+                None
+            };
+            let info = match &script {
+                Some(_) => None,
+                None => Some(
+                    services::find(&svc.plugin)
+                        .ok_or_else(|| err(format!("unknown plugin `{}`", svc.plugin)))?,
+                ),
+            };
+            let plugin_name: String = info.map_or_else(|| svc.plugin.clone(), |i| i.name.into());
             let explicit = svc.bind.is_some();
             let addrs = svc.bind.as_ref().unwrap_or(&config.bind);
             for port in &svc.ports {
-                if !info.transports.contains(&port.transport) {
-                    return Err(err(format!(
-                        "plugin `{}` does not serve {}",
-                        info.name,
-                        port.transport.as_str()
-                    )));
-                }
-                let handler = (info.build)(port.transport, &svc.options).map_err(err)?;
+                let (handler, protocol) = match (&script, info) {
+                    (Some(plugin), _) => {
+                        (crate::script::handler(plugin, port.transport).map_err(err)?, "script")
+                    }
+                    (None, Some(info)) => {
+                        if !info.transports.contains(&port.transport) {
+                            return Err(err(format!(
+                                "plugin `{}` does not serve {}",
+                                info.name,
+                                port.transport.as_str()
+                            )));
+                        }
+                        ((info.build)(port.transport, &svc.options).map_err(err)?, info.protocol)
+                    }
+                    (None, None) => return Err(err("no plugin".into())),
+                };
                 let service = Arc::new(Service {
                     name: Arc::from(svc.name.as_str()),
-                    protocol: Arc::from(info.protocol),
+                    protocol: Arc::from(protocol),
                     handler,
                 });
                 for ip in addrs {
@@ -185,7 +205,7 @@ impl Pot {
                     listeners.push(Listener {
                         info: ListenerInfo {
                             service: svc.name.clone(),
-                            plugin: info.name.into(),
+                            plugin: plugin_name.clone(),
                             transport: port.transport,
                             addr: local,
                         },
@@ -294,13 +314,22 @@ pub fn check_services(services_cfg: &[ServiceConfig]) -> Vec<PotError> {
             errors.push(err("no `plugin`".into()));
             continue;
         }
+        if svc.ports.is_empty() {
+            errors.push(err("no ports".into()));
+        }
+        if crate::script::is_script(&svc.plugin) {
+            let transports: Vec<_> = svc.ports.iter().map(|p| p.transport).collect();
+            if let Err(e) = crate::script::check(&svc.plugin, &transports) {
+                errors.push(err(e));
+            } else if let Err(e) = crate::services::no_options(&svc.options) {
+                errors.push(err(e));
+            }
+            continue;
+        }
         let Some(info) = services::find(&svc.plugin) else {
             errors.push(err(format!("unknown plugin `{}`", svc.plugin)));
             continue;
         };
-        if svc.ports.is_empty() {
-            errors.push(err("no ports".into()));
-        }
         for port in &svc.ports {
             if !info.transports.contains(&port.transport) {
                 errors.push(err(format!(

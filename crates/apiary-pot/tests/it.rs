@@ -3,6 +3,7 @@
 
 mod emulators;
 mod runtime;
+mod script;
 mod services;
 mod ssh;
 mod support;

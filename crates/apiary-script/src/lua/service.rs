@@ -143,14 +143,18 @@ pub(crate) async fn run_session(
     io: &mut dyn SessionIo,
 ) -> Result<SessionEnd, ScriptError> {
     let sb = new_sandbox(limits, limits.memory, limits.instructions, Mode::Session, output)?;
-    let setup = || -> mlua::Result<(mlua::Thread, Function)> {
-        let session = sb.lua.create_table()?;
-        set_info(&sb.lua, io.info(), &session)?;
-        let chunk = code.load_into(&sb.lua)?;
-        let runner: Function = sb.lua.named_registry_value("apiary.runner")?;
-        Ok((sb.lua.create_thread(runner)?, chunk))
+    // The closure borrows `io`; it must be gone before the first await, or the session's
+    // future holds a `&dyn SessionIo` across it and is not `Send` (tokio::spawn needs that).
+    let (thread, chunk) = {
+        let setup = || -> mlua::Result<(mlua::Thread, Function)> {
+            let session = sb.lua.create_table()?;
+            set_info(&sb.lua, io.info(), &session)?;
+            let chunk = code.load_into(&sb.lua)?;
+            let runner: Function = sb.lua.named_registry_value("apiary.runner")?;
+            Ok((sb.lua.create_thread(runner)?, chunk))
+        };
+        setup().map_err(|e| ScriptError::Runtime(short_message(&e)))?
     };
-    let (thread, chunk) = setup().map_err(|e| ScriptError::Runtime(short_message(&e)))?;
     let mut args = MultiValue::from_vec(vec![LuaValue::Function(chunk)]);
     let mut eof = false;
     loop {
