@@ -566,6 +566,9 @@ fn run_plugin(cfg: &SensorConfig, opts: &RunOptions, path: &Path) -> Result<Stat
         make(&host).ok_or_else(|| SensorError::Plugin("plugin host already stopped".into()))?;
     let h2 = Arc::clone(&host);
     let result = drive_with(cfg, opts, first, &mut |_| make(&h2), &|| h2.stats().dropped);
+    // Every sender is gone once capture has ended; drop the last extra handle so finish()
+    // can drain the queue and report final counters.
+    drop(h2);
     let plugin_stats = match Arc::try_unwrap(host) {
         Ok(h) => h.finish(),
         Err(h) => h.stats(),
