@@ -7,6 +7,7 @@
 
 pub mod config;
 pub mod enroll;
+pub mod http;
 mod server;
 pub mod store;
 pub mod tls;
@@ -32,6 +33,8 @@ pub use store::{
     StoreError, StoredEvent,
 };
 pub use tls::TlsFiles;
+
+pub use http::up;
 
 use server::Shared;
 
