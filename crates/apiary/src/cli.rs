@@ -38,6 +38,8 @@ pub(crate) enum Command {
     /// Show the built-in service profiles.
     #[command(subcommand)]
     Profile(ProfileCommand),
+    /// Log network flows like PokieStream (live from an interface, or from a pcap file).
+    Sensor(SensorArgs),
     /// Work with the configured loggers.
     #[command(subcommand)]
     Loggers(LoggersCommand),
@@ -103,4 +105,25 @@ pub(crate) enum ListWhat {
     Profiles,
     /// Logger types and, with -c, the configured loggers.
     Loggers,
+}
+
+/// `apiary sensor`: PokieStream's packet logger.
+#[derive(Debug, clap::Args)]
+pub(crate) struct SensorArgs {
+    /// PokieStream's `config.yaml`/`config.yml`, or an apiary TOML file with a `[sensor]` table
+    /// (its `[[logger]]`s then receive the records). Default: `config.yml` if present.
+    #[arg(short, long)]
+    pub(crate) config: Option<PathBuf>,
+    /// Capture live on this interface (`lo`, `eth0`, a SPAN or TAP port). Needs root.
+    #[arg(short, long, conflicts_with = "read")]
+    pub(crate) interface: Option<String>,
+    /// Replay a pcap or pcapng file; record times come from the packets.
+    #[arg(short, long)]
+    pub(crate) read: Option<PathBuf>,
+    /// Output when no plugin is configured: plain (PokieStream's), packet_log or json.
+    #[arg(long, value_parser = ["plain", "packet_log", "json"])]
+    pub(crate) format: Option<String>,
+    /// No progress bar during a replay.
+    #[arg(long)]
+    pub(crate) no_progress: bool,
 }

@@ -30,6 +30,9 @@ pub(crate) struct Config {
     /// `[[logger]]` tables.
     #[serde(default)]
     pub(crate) logger: Vec<SinkConfig>,
+    /// The flow sensor (`apiary sensor`), PokieStream's settings as a TOML table.
+    #[serde(default)]
+    pub(crate) sensor: Option<apiary_sensor::SensorConfig>,
 }
 
 /// A configuration and where it came from.
@@ -136,6 +139,12 @@ impl Loaded {
             if let Err(e) = logger.validate() {
                 errors.push(self.error_at(line, Some(format!("logger.{name}")), e.to_string()));
             }
+        }
+        if let Some(sensor) = &self.config.sensor
+            && let Err(e) = sensor.check()
+        {
+            let line = self.text.lines().position(|l| l.trim() == "[sensor]").map(|i| i + 1);
+            errors.push(self.error_at(line, Some("sensor".into()), e.to_string()));
         }
         errors
     }

@@ -4,6 +4,7 @@
 
 mod check;
 mod run;
+mod sensor;
 
 use std::path::Path;
 use std::process::{Command, Output};

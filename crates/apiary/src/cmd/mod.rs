@@ -10,6 +10,7 @@ mod check;
 mod list;
 mod loggers;
 mod pot;
+mod sensor;
 
 pub(crate) fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
@@ -24,6 +25,7 @@ pub(crate) fn run(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::List { what, config } => list::run(what, config.as_deref()),
+        Command::Sensor(args) => sensor::run(&args),
         Command::Loggers(LoggersCommand::Test { config }) => loggers::test(config.as_deref()),
         Command::Completions { shell } => {
             let mut cmd = <crate::cli::Cli as clap::CommandFactory>::command();
