@@ -15,6 +15,7 @@ mod clock;
 pub(crate) mod dns;
 mod echo;
 mod elasticsearch;
+mod ftp;
 mod hashcount;
 pub(crate) mod http;
 mod motd;
@@ -85,6 +86,10 @@ pub mod parsers {
         DnsError, Query as DnsQuery, answer as dns_answer, check_query as dns_check,
         parse_query as dns_parse,
     };
+    pub use super::ftp::{
+        FtpCommand, parse_command as ftp_parse_command, parse_eprt as ftp_parse_eprt,
+        parse_port as ftp_parse_port,
+    };
     pub use super::http::{
         HeadParts as HttpHeadParts, ReadError as HttpError, check_chunked as http_check_chunked,
         check_head as http_check_head, decode_chunked as http_decode_chunked,
@@ -118,6 +123,7 @@ pub const CATALOG: &[ServiceInfo] = &[
     telnet::INFO,
     telnet_windows::INFO,
     ssh::INFO,
+    ftp::INFO,
 ];
 
 /// Every emulator.
