@@ -109,16 +109,32 @@ impl PostgresSink {
         }
     }
 
+    /// Fast path: `COPY` straight into the table (atomic on its own). If the batch collides
+    /// with rows already there (a retry after an ambiguous failure), fall back to staging and
+    /// `INSERT ... ON CONFLICT (id) DO NOTHING`, which skips what is already stored.
     async fn write(conn: &mut PgConnection, table: &str, data: &[u8]) -> Result<(), SinkError> {
+        match Self::copy(conn, &format!("COPY {table} FROM STDIN"), data).await {
+            Ok(()) => return Ok(()),
+            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("23505") => {}
+            Err(e) => return Err(db_err(e)),
+        }
         sqlx::raw_sql("BEGIN").execute(&mut *conn).await.map_err(db_err)?;
-        let mut copy =
-            conn.copy_in_raw(&format!("COPY {table}_stage FROM STDIN")).await.map_err(db_err)?;
-        copy.send(data).await.map_err(db_err)?;
-        copy.finish().await.map_err(db_err)?;
+        Self::copy(conn, &format!("COPY {table}_stage FROM STDIN"), data).await.map_err(db_err)?;
         let insert = format!(
             "INSERT INTO {table} SELECT * FROM {table}_stage ON CONFLICT (id) DO NOTHING; COMMIT"
         );
         sqlx::raw_sql(AssertSqlSafe(insert)).execute(&mut *conn).await.map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn copy(
+        conn: &mut PgConnection,
+        statement: &str,
+        data: &[u8],
+    ) -> Result<(), sqlx::Error> {
+        let mut copy = conn.copy_in_raw(statement).await?;
+        copy.send(data).await?;
+        copy.finish().await?;
         Ok(())
     }
 }
