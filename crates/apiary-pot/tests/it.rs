@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used, missing_docs)]
 
 mod emulators;
+mod fidelity;
 mod ftp;
 mod runtime;
 mod script;

@@ -266,7 +266,10 @@ struct DnsServer {
 
 fn build(transport: Transport, table: &toml::Table) -> Result<Handler, String> {
     no_options(table)?;
-    let salt = u64::from_be_bytes(super::random_bytes(8).try_into().unwrap_or([7; 8]));
+    // One salt per process, so a name resolves to the same address over UDP and TCP.
+    static SALT: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    let salt = *SALT
+        .get_or_init(|| u64::from_be_bytes(super::random_bytes(8).try_into().unwrap_or([7; 8])));
     let svc = Arc::new(DnsServer { salt });
     Ok(match transport {
         Transport::Udp => Handler::Udp(svc),

@@ -326,6 +326,9 @@ const GREETING: &[u8] = &[
     cmd::DO,
     opt::NEW_ENVIRON,
 ];
+/// How long a silent client is given to answer the negotiation before the prompt is sent
+/// anyway (longer than nmap's 6 s wait, so nmap sees exactly telnetd's greeting).
+const NEGOTIATION_WAIT: std::time::Duration = std::time::Duration::from_secs(8);
 const WANTED: &[u8] = &[opt::TTYPE, opt::TSPEED, opt::XDISPLOC, opt::NEW_ENVIRON, opt::NAWS];
 
 impl Telnet {
@@ -339,8 +342,17 @@ impl Telnet {
 impl TcpService for Telnet {
     async fn handle(&self, conn: &mut Conn) -> Result<(), SessionError> {
         let mut io = TelnetIo::new(WANTED, MAX_LOGIN_LINE);
-        let mut hello = GREETING.to_vec();
-        hello.extend_from_slice(&[cmd::IAC, cmd::WILL, opt::SGA, cmd::IAC, cmd::WILL, opt::ECHO]);
+        // Like telnetd, ask for the terminal options first and wait for the client's answer
+        // (a telnet client answers at once, no Enter needed); a client that says nothing
+        // still gets the prompt after a while.
+        conn.tx(GREETING).await?;
+        match tokio::time::timeout(NEGOTIATION_WAIT, conn.rx()).await {
+            Ok(Ok(Some(first))) => conn.unread(&first),
+            Ok(Ok(None)) => return Ok(()),
+            Ok(Err(e)) => return Err(e),
+            Err(_) => {}
+        }
+        let mut hello = vec![cmd::IAC, cmd::WILL, opt::SGA, cmd::IAC, cmd::WILL, opt::ECHO];
         let host = self.machine.hostname.clone();
         hello.extend_from_slice(format!("{}\r\n{host} login: ", self.issue()).as_bytes());
         conn.tx(&hello).await?;
