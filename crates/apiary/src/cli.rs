@@ -20,6 +20,9 @@ pub(crate) struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
+    /// Start everything on this machine: a Core with its dashboard, a local node enrolled
+    /// automatically, and a honeypot on unprivileged ports. Prints the dashboard URL.
+    Up(UpArgs),
     /// Run honeypot services.
     #[command(subcommand)]
     Pot(PotCommand),
@@ -126,4 +129,25 @@ pub(crate) struct SensorArgs {
     /// No progress bar during a replay.
     #[arg(long)]
     pub(crate) no_progress: bool,
+}
+
+/// `apiary up`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct UpArgs {
+    /// Where the Core keeps its database, CA and certificates.
+    #[arg(long, default_value = "apiary-data", env = "APIARY_DATA_DIR")]
+    pub(crate) data_dir: PathBuf,
+    /// Dashboard and REST API address.
+    #[arg(long, default_value = "127.0.0.1:5100")]
+    pub(crate) http: std::net::SocketAddr,
+    /// Node port (TLS) for remote nodes.
+    #[arg(long, default_value = "127.0.0.1:9001")]
+    pub(crate) core: std::net::SocketAddr,
+    /// Address the honeypot services listen on.
+    #[arg(long, default_value = "0.0.0.0")]
+    pub(crate) bind: std::net::IpAddr,
+    /// Take the honeypot services from this configuration file's profiles and `[[service]]`
+    /// tables instead of the built-in set (SSH 2222, HTTP 8080, SMTP 2525, ...).
+    #[arg(short, long)]
+    pub(crate) config: Option<PathBuf>,
 }

@@ -5,6 +5,7 @@
 mod check;
 mod run;
 mod sensor;
+mod up;
 
 use std::path::Path;
 use std::process::{Command, Output};

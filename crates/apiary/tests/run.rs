@@ -76,7 +76,7 @@ impl Running {
 
 unsafe extern "C" {
     #[link_name = "kill"]
-    fn libc_kill(pid: i32, sig: i32) -> i32;
+    pub(crate) fn libc_kill(pid: i32, sig: i32) -> i32;
 }
 
 /// Replaces values that change between runs so the event file can be compared to a golden one.

@@ -11,6 +11,7 @@ mod list;
 mod loggers;
 mod pot;
 mod sensor;
+mod up;
 
 pub(crate) fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
@@ -26,6 +27,7 @@ pub(crate) fn run(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::List { what, config } => list::run(what, config.as_deref()),
         Command::Sensor(args) => sensor::run(&args),
+        Command::Up(args) => up::run(&args),
         Command::Loggers(LoggersCommand::Test { config }) => loggers::test(config.as_deref()),
         Command::Completions { shell } => {
             let mut cmd = <crate::cli::Cli as clap::CommandFactory>::command();
