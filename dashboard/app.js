@@ -56,7 +56,7 @@ function b64text(b64) {
 
 function printable(s) {
   // Shows control bytes as escapes so a payload cannot reshape the table.
-  return String(s).replace(/[\x00-\x08\x0b-\x1f\x7f]/g, (c) => '\\x' + c.charCodeAt(0).toString(16).padStart(2, '0')).replace(/\r?\n/g, '⏎');
+  return String(s).replace(/\r?\n/g, '⏎').replace(/[\x00-\x08\x0b-\x1f\x7f]/g, (c) => '\\x' + c.charCodeAt(0).toString(16).padStart(2, '0'));
 }
 
 function summary(e) {
@@ -195,13 +195,15 @@ function drawChart(canvas, timeline) {
     const bh = ((h - top - bottom) * p[1]) / max;
     ctx.fillRect(left + i * bw + 1, h - bottom - bh, Math.max(1, bw - 2), bh);
   });
-  ctx.fillStyle = '#8b98a9'; ctx.textAlign = 'center';
+  ctx.fillStyle = '#8b98a9';
   const labels = Math.min(6, pts.length);
   for (let k = 0; k < labels; k++) {
     const i = Math.floor((k * (pts.length - 1)) / Math.max(1, labels - 1));
+    // The last label ends at the right edge instead of running off it.
+    ctx.textAlign = k === labels - 1 && labels > 1 ? 'right' : 'center';
     const d = new Date(pts[i][0] / 1000);
     const txt = timeline.step_secs >= 3600 ? `${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}h` : `${pad(d.getHours())}:${pad(d.getMinutes())}`;
-    ctx.fillText(txt, left + i * bw + bw / 2, h - 6);
+    ctx.fillText(txt, k === labels - 1 && labels > 1 ? w - 2 : left + i * bw + bw / 2, h - 6);
   }
 }
 

@@ -170,7 +170,7 @@ async fn me(p: Principal) -> Json<Principal> {
 
 async fn core_status(State(st): St, _p: Principal) -> Json<Value> {
     Json(json!({
-        "node_port": st.core.cfg.listen.to_string(),
+        "node_port": st.node_port,
         "store": st.core.store.backend(),
         "stats": st.core.stats.snapshot(),
         "connected": st.core.connected(),
@@ -242,17 +242,14 @@ struct EnrollmentView {
 
 fn enrollment_view(st: &AppState, e: crate::Enrollment) -> EnrollmentView {
     let qr_svg = e.otpauth_uri.as_deref().and_then(qr::svg);
-    let core = st.core.cfg.listen;
+    let port = st.node_port;
     let secret = match (&e.totp_secret, &e.token) {
         (Some(s), _) => format!("--totp-secret {s}"),
         (None, Some(t)) => format!("--token {t}"),
         (None, None) => String::new(),
     };
-    let node_command = format!(
-        "apiary node --core CORE_HOST:{} --name {} {secret} --ca ca.pem",
-        core.port(),
-        e.name
-    );
+    let node_command =
+        format!("apiary node --core CORE_HOST:{} --name {} {secret} --ca ca.pem", port, e.name);
     EnrollmentView { enrollment: e, qr_svg, node_command }
 }
 

@@ -125,6 +125,8 @@ pub(crate) struct AppState {
     pub(crate) cfg: HttpConfig,
     pub(crate) cancel: CancellationToken,
     pub(crate) streams: Arc<tokio::sync::Semaphore>,
+    /// The node port as bound (the configured one may be 0).
+    pub(crate) node_port: u16,
 }
 
 /// Serves the API (and the dashboard) for `core` until [`HttpHandle::shutdown`].
@@ -150,6 +152,7 @@ pub async fn start(core: &CoreHandle, cfg: HttpConfig) -> Result<HttpHandle, Htt
         streams: Arc::new(tokio::sync::Semaphore::new(cfg.max_streams.max(1))),
         cfg: cfg.clone(),
         cancel: cancel.clone(),
+        node_port: core.local_addr().port(),
     });
     let router = api::router(state.clone());
     let stop = cancel.clone();

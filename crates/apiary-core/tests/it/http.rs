@@ -331,6 +331,8 @@ async fn tokens_roles_csrf_and_audit() {
     assert_eq!(r.status(), StatusCode::CREATED);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["token"].as_str().unwrap().len(), 32);
+    let port = format!("CORE_HOST:{} ", core.local_addr().port());
+    assert!(body["node_command"].as_str().unwrap().contains(&port), "{body}");
     let r = post(&admin, "/nodes", &json!({ "name": "n2" })).await.unwrap();
     assert_eq!(r.status(), StatusCode::CONFLICT);
     let r = post(&admin, "/tokens", &json!({ "name": "carol", "role": "viewer" })).await.unwrap();
