@@ -9,6 +9,7 @@ pub mod config;
 pub mod enroll;
 pub mod http;
 mod server;
+pub mod settings;
 pub mod store;
 pub mod tls;
 
@@ -28,6 +29,7 @@ use tokio_util::task::TaskTracker;
 pub use config::{CoreConfig, EnrollmentMode, NodeTransport};
 pub use enroll::{EnrollKind, Enrollment};
 pub use server::{Rejection, StatsSnapshot};
+pub use settings::CoreSettings;
 pub use store::{
     AuditRecord, CommandRecord, CommandStatus, Count, EventQuery, NodeRecord, PotRecord, Store,
     StoreError, StoredEvent,

@@ -6,7 +6,7 @@
 //! the channel (HoneyBee's Core held its registry lock while awaiting the socket, so commands
 //! stalled until the node next spoke).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -15,14 +15,14 @@ use std::time::Duration;
 use apiary_event::{Event, Timestamp};
 use apiary_proto::wire::{decode_node_message, encode_core_message};
 use apiary_proto::{
-    CoreMessage, Frame, FrameDecoder, FrameError, NodeCommand, NodeCommandType, NodeEventKind,
-    NodeMessage, NodeRegistration, PotStatus, RegistrationAck, UnitStyle, convert,
+    ApiaryAck, CoreMessage, Frame, FrameDecoder, FrameError, NodeCommand, NodeCommandType,
+    NodeEventKind, NodeMessage, NodeRegistration, PotStatus, RegistrationAck, UnitStyle, convert,
 };
 use bytes::{Bytes, BytesMut};
 use serde::Serialize;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Notify, Semaphore, broadcast, mpsc};
+use tokio::sync::{Notify, Semaphore, broadcast, mpsc, oneshot};
 use tokio::time::{Instant, timeout, timeout_at};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
@@ -135,6 +135,17 @@ pub struct Rejection {
     pub reason: String,
 }
 
+/// What connections hand the ingest task: events, and barriers that fire once every event
+/// queued before them is committed (the answer to a node's `ApiarySync`).
+// Events are nearly every item; boxing them would add an allocation per event.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Ingest {
+    /// An event to store.
+    Event(StoredEvent),
+    /// Fires `true` when everything before it is stored, `false` if some of it was lost.
+    Barrier(oneshot::Sender<bool>),
+}
+
 struct Live {
     conn: u64,
     wake: Arc<Notify>,
@@ -147,7 +158,7 @@ pub(crate) struct Shared {
     pub(crate) stats: Stats,
     pub(crate) live_events: broadcast::Sender<Arc<Event>>,
     pub(crate) cancel: CancellationToken,
-    ingest: mpsc::Sender<StoredEvent>,
+    ingest: mpsc::Sender<Ingest>,
     registry: Mutex<HashMap<i64, Live>>,
     rejections: Mutex<VecDeque<Rejection>>,
     next_conn: AtomicU64,
@@ -163,7 +174,7 @@ impl Shared {
     pub(crate) fn new(
         cfg: CoreConfig,
         store: Arc<dyn Store>,
-        ingest: mpsc::Sender<StoredEvent>,
+        ingest: mpsc::Sender<Ingest>,
         live_events: broadcast::Sender<Arc<Event>>,
         cancel: CancellationToken,
     ) -> Self {
@@ -218,7 +229,22 @@ impl Shared {
     async fn emit(&self, node_id: i64, event: Event) {
         bump(&self.stats.events_received);
         // Waiting here is the back-pressure: a slow store slows the node's reads, not memory.
-        let _ = self.ingest.send(StoredEvent { node_id: Some(node_id), event }).await;
+        let _ =
+            self.ingest.send(Ingest::Event(StoredEvent { node_id: Some(node_id), event })).await;
+    }
+
+    /// Answers a node's `ApiarySync` once everything it sent before is committed. The wait runs
+    /// in its own task so the reader goes on reading.
+    async fn sync(&self, seq: u64, replies: mpsc::Sender<Bytes>) {
+        let (done_tx, done_rx) = oneshot::channel();
+        let queued = self.ingest.send(Ingest::Barrier(done_tx)).await.is_ok();
+        tokio::spawn(async move {
+            let ok = queued && done_rx.await.unwrap_or(false);
+            let mut line = Vec::with_capacity(64);
+            let ack = CoreMessage::ApiaryAck(ApiaryAck { seq, ok });
+            encode_core_message(&ack, UnitStyle::EmptyObject, &mut line);
+            let _ = replies.send(Bytes::from(line)).await;
+        });
     }
 }
 
@@ -515,7 +541,8 @@ async fn run_session(
         bare.clone(),
         session.clone(),
     ));
-    drop(tx);
+    // Kept for `ApiaryAck` replies; dropped with the session.
+    let replies = tx;
 
     let mut last_status: Option<String> = None;
     let offline_after = shared.cfg.offline_after();
@@ -617,7 +644,14 @@ async fn run_session(
                     resolve(
                         &shared,
                         &outstanding,
-                        |c| matches!(c, NodeCommandType::Restart | NodeCommandType::UpdateConfig),
+                        |c| {
+                            matches!(
+                                c,
+                                NodeCommandType::Restart
+                                    | NodeCommandType::UpdateConfig
+                                    | NodeCommandType::GetInstalledPots
+                            )
+                        },
                         CommandStatus::Done,
                         Some(&text),
                     )
@@ -675,6 +709,9 @@ async fn run_session(
                 // The connection's identity wins over what the event claims.
                 e.node = name.clone();
                 shared.emit(node.id, *e).await;
+            }
+            NodeMessage::ApiarySync(sync) => {
+                shared.sync(sync.seq, replies.clone()).await;
             }
             _ => {
                 bump(&shared.stats.unknown);
@@ -799,57 +836,139 @@ async fn dispatch(
     }
 }
 
-/// Moves events from connections to the store in batches and on to live subscribers.
-pub(crate) async fn ingest(
-    shared: Arc<Shared>,
-    mut rx: mpsc::Receiver<StoredEvent>,
-    stop: CancellationToken,
-) {
-    let batch = shared.cfg.ingest_batch.max(1);
-    // SQLite has one writer; PostgreSQL takes several transactions at once, and event order
-    // across batches does not matter (ids deduplicate, queries sort by time).
-    let parallel = if shared.store.backend() == "postgres" { 4 } else { 1 };
-    let mut in_flight = tokio::task::JoinSet::new();
-    loop {
-        let mut buf = Vec::with_capacity(batch);
-        let n = tokio::select! {
-            n = rx.recv_many(&mut buf, batch) => n,
-            _ = stop.cancelled() => {
-                // Drain what is already queued, then stop.
-                while let Ok(e) = rx.try_recv() {
-                    buf.push(e);
-                    if buf.len() >= batch {
-                        store_batch(&shared, &mut buf).await;
-                    }
-                }
-                store_batch(&shared, &mut buf).await;
-                while in_flight.join_next().await.is_some() {}
-                return;
+/// Barriers waiting for batches to commit, and which batches have.
+struct Barriers {
+    /// (batches that must be committed, the barrier, events dropped when it was queued).
+    waiting: VecDeque<(u64, oneshot::Sender<bool>, u64)>,
+    /// Batches finished out of order, above the watermark.
+    finished: BTreeSet<u64>,
+    /// Every batch numbered below this is finished.
+    watermark: u64,
+}
+
+impl Barriers {
+    fn finish(&mut self, batch: u64, dropped_now: u64) {
+        self.finished.insert(batch);
+        while self.finished.remove(&self.watermark) {
+            self.watermark += 1;
+        }
+        self.fire(dropped_now);
+    }
+
+    fn fire(&mut self, dropped_now: u64) {
+        while self.waiting.front().is_some_and(|(needs, _, _)| *needs <= self.watermark) {
+            if let Some((_, tx, dropped_then)) = self.waiting.pop_front() {
+                // Events are only ever dropped when the store keeps failing at shutdown; any
+                // drop since the barrier was queued may have been one of its events.
+                let _ = tx.send(dropped_now == dropped_then);
             }
-        };
-        if n == 0 {
-            while in_flight.join_next().await.is_some() {}
-            return;
         }
-        while in_flight.len() >= parallel {
-            let _ = in_flight.join_next().await;
-        }
-        let shared = shared.clone();
-        in_flight.spawn(async move { store_batch(&shared, &mut buf).await });
     }
 }
 
-async fn store_batch(shared: &Shared, buf: &mut Vec<StoredEvent>) {
+/// Moves events from connections to the store in batches and on to live subscribers.
+///
+/// Batches are numbered; a barrier waits for every batch up to the one holding the events
+/// queued before it. SQLite takes one batch at a time (the next one fills meanwhile);
+/// PostgreSQL takes several at once, and event order across batches does not matter (ids
+/// deduplicate, queries sort by time).
+pub(crate) async fn ingest(
+    shared: Arc<Shared>,
+    mut rx: mpsc::Receiver<Ingest>,
+    stop: CancellationToken,
+) {
+    let batch = shared.cfg.ingest_batch.max(1);
+    let parallel = if shared.store.backend() == "postgres" { 4 } else { 1 };
+    let mut in_flight: tokio::task::JoinSet<u64> = tokio::task::JoinSet::new();
+    let mut barriers =
+        Barriers { waiting: VecDeque::new(), finished: BTreeSet::new(), watermark: 0 };
+    let mut next_batch: u64 = 0;
+    let dropped = |s: &Shared| s.stats.events_dropped.load(Ordering::Relaxed);
+    let mut items: Vec<Ingest> = Vec::with_capacity(batch);
+    loop {
+        let n = tokio::select! {
+            n = rx.recv_many(&mut items, batch) => n,
+            Some(done) = in_flight.join_next(), if !in_flight.is_empty() => {
+                if let Ok(b) = done {
+                    barriers.finish(b, dropped(&shared));
+                }
+                continue;
+            }
+            _ = stop.cancelled() => {
+                // Drain what is already queued, then stop.
+                while let Ok(i) = rx.try_recv() {
+                    items.push(i);
+                }
+                usize::MAX
+            }
+        };
+        let stopping = n == usize::MAX;
+        if n == 0 {
+            break;
+        }
+        let mut events = Vec::with_capacity(items.len());
+        for item in items.drain(..) {
+            match item {
+                Ingest::Event(e) => events.push(e),
+                Ingest::Barrier(tx) => {
+                    let needs = if events.is_empty() { next_batch } else { next_batch + 1 };
+                    barriers.waiting.push_back((needs, tx, dropped(&shared)));
+                }
+            }
+        }
+        if !events.is_empty() {
+            while in_flight.len() >= parallel {
+                if let Some(Ok(b)) = in_flight.join_next().await {
+                    barriers.finish(b, dropped(&shared));
+                }
+            }
+            let number = next_batch;
+            next_batch += 1;
+            let shared = shared.clone();
+            let stop = stop.clone();
+            in_flight.spawn(async move {
+                store_batch(&shared, events, &stop).await;
+                number
+            });
+        }
+        barriers.fire(dropped(&shared));
+        if stopping {
+            break;
+        }
+    }
+    while let Some(done) = in_flight.join_next().await {
+        if let Ok(b) = done {
+            barriers.finish(b, dropped(&shared));
+        }
+    }
+}
+
+/// Stores one batch. A failing store is retried with backoff for as long as the Core runs
+/// (connections wait meanwhile, which slows nodes down instead of losing their events); only
+/// once the Core is stopping are events given up, counted as dropped.
+async fn store_batch(shared: &Shared, mut buf: Vec<StoredEvent>, stop: &CancellationToken) {
     if buf.is_empty() {
         return;
     }
     let total = buf.len() as u64;
-    let mut result = shared.store.insert_events(buf).await;
-    if let Err(e) = &result {
-        warn!(error = %e, "event insert failed, retrying once");
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        result = shared.store.insert_events(buf).await;
-    }
+    let mut backoff = Duration::from_millis(200);
+    let mut tries_at_stop = 0;
+    let result = loop {
+        match shared.store.insert_events(&buf).await {
+            Ok(new) => break Ok(new),
+            Err(e) => {
+                if stop.is_cancelled() {
+                    tries_at_stop += 1;
+                    if tries_at_stop >= 2 {
+                        break Err(e);
+                    }
+                }
+                warn!(error = %e, retry_in = ?backoff, "event insert failed, retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    };
     match result {
         Ok(new) => {
             shared.stats.events_stored.fetch_add(new, Ordering::Relaxed);
@@ -860,9 +979,8 @@ async fn store_batch(shared: &Shared, buf: &mut Vec<StoredEvent>) {
             shared.stats.events_dropped.fetch_add(total, Ordering::Relaxed);
         }
     }
-    let live = shared.live_events.receiver_count() > 0;
-    for se in buf.drain(..) {
-        if live {
+    if shared.live_events.receiver_count() > 0 {
+        for se in buf.drain(..) {
             let _ = shared.live_events.send(Arc::new(se.event));
         }
     }

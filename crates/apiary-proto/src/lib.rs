@@ -14,7 +14,8 @@ pub mod wire;
 pub use frame::{Frame, FrameDecoder, FrameError, MAX_MESSAGE};
 pub use totp::{TotpError, TotpSecret};
 pub use wire::{
-    CoreMessage, DecodeError, Inbound, InstallPot, NodeCommand, NodeCommandType, NodeEvent,
-    NodeEventKind, NodeMessage, NodeRegistration, NodeStatus, NodeStatusUpdate, NodeType,
-    PROTOCOL_VERSION, PotEvent, PotStatus, PotStatusUpdate, RegistrationAck, UnitStyle, WireTime,
+    ApiaryAck, ApiarySync, CoreMessage, DecodeError, Inbound, InstallPot, NodeCommand,
+    NodeCommandType, NodeEvent, NodeEventKind, NodeMessage, NodeRegistration, NodeStatus,
+    NodeStatusUpdate, NodeType, PROTOCOL_VERSION, PotEvent, PotStatus, PotStatusUpdate,
+    RegistrationAck, UnitStyle, WireTime,
 };

@@ -596,6 +596,27 @@ pub enum NodeMessage {
     /// apiary extension: a native event with its id, so forwarding is exactly-once in the
     /// store (deduplicated by id). Third-party nodes never send it.
     ApiaryEvent(Box<apiary_event::Event>),
+    /// apiary extension: "answer when everything I sent before this is stored". The Core
+    /// replies [`CoreMessage::ApiaryAck`] with the same `seq` once those events are committed,
+    /// which is what makes forwarding at-least-once across a Core crash.
+    ApiarySync(ApiarySync),
+}
+
+/// Body of [`NodeMessage::ApiarySync`]: `{"ApiarySync":{"seq":7}}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiarySync {
+    /// Chosen by the node, echoed in the ack.
+    pub seq: u64,
+}
+
+/// Body of [`CoreMessage::ApiaryAck`]: `{"ApiaryAck":{"seq":7,"ok":true}}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiaryAck {
+    /// The `seq` of the [`ApiarySync`] answered.
+    pub seq: u64,
+    /// True when every event before the sync is stored; false when the store refused them
+    /// (the node keeps them and sends them again).
+    pub ok: bool,
 }
 
 impl NodeMessage {
@@ -609,6 +630,7 @@ impl NodeMessage {
             Self::PotStatusUpdate(_) => "PotStatusUpdate",
             Self::PotEvent(_) => "PotEvent",
             Self::ApiaryEvent(_) => "ApiaryEvent",
+            Self::ApiarySync(_) => "ApiarySync",
         }
     }
 }
@@ -815,6 +837,8 @@ pub enum CoreMessage {
     RegistrationAck(RegistrationAck),
     /// A command.
     NodeCommand(NodeCommand),
+    /// apiary extension: the answer to a node's [`NodeMessage::ApiarySync`].
+    ApiaryAck(ApiaryAck),
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -867,8 +891,39 @@ fn invalid(variant: &'static str, reason: impl Into<String>) -> DecodeError {
     DecodeError::Invalid { variant, reason: reason.into() }
 }
 
+/// How [`encode_apiary_event`] starts every line; [`decode_node_message`] recognises it and
+/// parses the event straight from the bytes instead of through a `Value` tree.
+const APIARY_EVENT_PREFIX: &[u8] = b"{\"version\":2,\"message\":{\"ApiaryEvent\":";
+
+/// Appends one `ApiaryEvent` envelope line for `event` without building a `Value` (the hot
+/// path of forwarding).
+pub fn encode_apiary_event(event: &apiary_event::Event, out: &mut Vec<u8>) {
+    let start = out.len();
+    out.extend_from_slice(APIARY_EVENT_PREFIX);
+    if serde_json::to_writer(&mut *out, event).is_ok() {
+        out.extend_from_slice(b"}}\n");
+    } else {
+        out.truncate(start);
+    }
+}
+
+/// The event of a line written exactly as [`encode_apiary_event`] writes it, if it is one.
+/// Anything else (other spacing, extra keys) returns `None` and takes the general path.
+fn fast_apiary_event(bytes: &[u8]) -> Option<apiary_event::Event> {
+    let inner = bytes.strip_prefix(APIARY_EVENT_PREFIX)?.trim_ascii_end().strip_suffix(b"}}")?;
+    // `from_slice` insists on exactly one value, so prefix + value + `}}` is the whole envelope.
+    serde_json::from_slice(inner).ok()
+}
+
 /// Decodes one framed message from a node.
 pub fn decode_node_message(bytes: &[u8]) -> Result<Inbound<NodeMessage>, DecodeError> {
+    if let Some(e) = fast_apiary_event(bytes) {
+        return Ok(Inbound {
+            version: Some(PROTOCOL_VERSION),
+            message: NodeMessage::ApiaryEvent(Box::new(e)),
+            style_hint: None,
+        });
+    }
     let (version, name, v, unit_style) = open(bytes)?;
     let mut style_hint = None;
     let message = match name.as_str() {
@@ -900,6 +955,7 @@ pub fn decode_node_message(bytes: &[u8]) -> Result<Inbound<NodeMessage>, DecodeE
         "PotStatusUpdate" => NodeMessage::PotStatusUpdate(body("PotStatusUpdate", v)?),
         "PotEvent" => NodeMessage::PotEvent(body("PotEvent", v)?),
         "ApiaryEvent" => NodeMessage::ApiaryEvent(Box::new(body("ApiaryEvent", v)?)),
+        "ApiarySync" => NodeMessage::ApiarySync(body("ApiarySync", v)?),
         _ => return Err(DecodeError::UnknownMessage(name.chars().take(64).collect())),
     };
     Ok(Inbound { version, message, style_hint })
@@ -924,6 +980,7 @@ pub fn decode_core_message(bytes: &[u8]) -> Result<Inbound<CoreMessage>, DecodeE
             };
             CoreMessage::NodeCommand(NodeCommand { node_id, command })
         }
+        "ApiaryAck" => CoreMessage::ApiaryAck(body("ApiaryAck", v)?),
         _ => return Err(DecodeError::UnknownMessage(name.chars().take(64).collect())),
     };
     Ok(Inbound { version, message, style_hint: None })
@@ -966,6 +1023,9 @@ pub fn encode_core_message(msg: &CoreMessage, style: UnitStyle, out: &mut Vec<u8
             m.insert("command".into(), c.command.to_value(style));
             variant("NodeCommand", Value::Object(m))
         }
+        CoreMessage::ApiaryAck(a) => {
+            variant("ApiaryAck", serde_json::to_value(a).unwrap_or(Value::Null))
+        }
     };
     write_line(&v, out);
 }
@@ -985,6 +1045,7 @@ pub fn encode_node_message(msg: &NodeMessage, style: UnitStyle, out: &mut Vec<u8
         NodeMessage::PotStatusUpdate(p) => variant("PotStatusUpdate", to(p)),
         NodeMessage::PotEvent(p) => variant("PotEvent", to(p)),
         NodeMessage::ApiaryEvent(e) => variant("ApiaryEvent", to(e.as_ref())),
+        NodeMessage::ApiarySync(x) => variant("ApiarySync", to(x)),
     };
     write_line(&v, out);
 }

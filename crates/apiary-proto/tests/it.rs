@@ -341,3 +341,38 @@ fn node_event_flat_encoding() {
         "{\"version\":2,\"message\":{\"NodeEvent\":{\"message\":\"m\",\"type\":\"Error\"}}}\n"
     );
 }
+
+#[test]
+fn apiary_sync_and_ack_golden() {
+    let sync = node(r#"{"version":2,"message":{"ApiarySync":{"seq":7}}}"#);
+    assert_eq!(sync, NodeMessage::ApiarySync(apiary_proto::ApiarySync { seq: 7 }));
+    let mut out = Vec::new();
+    encode_node_message(&sync, UnitStyle::EmptyObject, &mut out);
+    assert_eq!(out, b"{\"version\":2,\"message\":{\"ApiarySync\":{\"seq\":7}}}\n");
+    let ack = CoreMessage::ApiaryAck(apiary_proto::ApiaryAck { seq: 7, ok: true });
+    let line = core_line(&ack, UnitStyle::EmptyObject);
+    assert_eq!(line, "{\"version\":2,\"message\":{\"ApiaryAck\":{\"ok\":true,\"seq\":7}}}\n");
+    assert_eq!(decode_core_message(line.as_bytes()).unwrap().message, ack);
+    assert!(decode_node_message(br#"{"version":2,"message":{"ApiarySync":{}}}"#).is_err());
+}
+
+#[test]
+fn apiary_event_fast_path_matches_the_general_path() {
+    let mut e = apiary_event::Event::new(apiary_event::Kind::new("auth.attempt"), "n1".into());
+    e.src_ip = Some("192.0.2.9".parse().unwrap());
+    e.message = Some("}} tricky \"quotes\" }}".into());
+    let mut fast = Vec::new();
+    apiary_proto::wire::encode_apiary_event(&e, &mut fast);
+    let mut general = Vec::new();
+    encode_node_message(
+        &NodeMessage::ApiaryEvent(Box::new(e.clone())),
+        UnitStyle::EmptyObject,
+        &mut general,
+    );
+    let want = NodeMessage::ApiaryEvent(Box::new(e));
+    assert_eq!(decode_node_message(&fast).unwrap().message, want);
+    assert_eq!(decode_node_message(&general).unwrap().message, want);
+    // The prefix followed by something that is not exactly one event falls back and fails.
+    let forged = br#"{"version":2,"message":{"ApiaryEvent":{"id":1}},"x":{"y":1}}"#;
+    assert!(decode_node_message(forged).is_err());
+}
