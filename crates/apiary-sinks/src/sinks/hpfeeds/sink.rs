@@ -79,15 +79,15 @@ impl HpfeedsSink {
 #[async_trait::async_trait]
 impl Sink for HpfeedsSink {
     async fn send(&mut self, batch: &[Arc<Event>]) -> Result<(), SinkError> {
-        let mut conn = match self.conn.take() {
+        let (mut conn, fresh) = match self.conn.take() {
             Some(mut c) => match Self::broker_quiet(&mut c).await {
-                Ok(()) => c,
+                Ok(()) => (c, false),
                 Err(e) => {
                     tracing::debug!(error = %e, "hpfeeds connection lost, reconnecting");
-                    self.connect().await?
+                    (self.connect().await?, true)
                 }
             },
-            None => self.connect().await?,
+            None => (self.connect().await?, true),
         };
         self.buf.clear();
         let mut doc = Vec::with_capacity(1024);
@@ -100,8 +100,24 @@ impl Sink for HpfeedsSink {
         conn.flush().await?;
         // A refused AUTH or PUBLISH comes back as ERROR and a close; give it a moment to
         // arrive so the batch is retried rather than lost.
-        tokio::time::sleep(Duration::from_millis(5)).await;
-        Self::broker_quiet(&mut conn).await?;
+        if fresh {
+            // hpfeeds never acknowledges AUTH: a refusal is an ERROR and a close. On a new
+            // connection wait for one long enough that a busy broker's answer is seen, so a
+            // bad secret fails the batch instead of losing it. Only reconnects pay this.
+            match read_frame(&mut conn, Duration::from_millis(250)).await {
+                Err(SinkError::Timeout(_)) => {}
+                Ok(Frame::Error(e)) => {
+                    return Err(SinkError::Rejected(format!("hpfeeds broker: {e}")));
+                }
+                Ok(_) => {
+                    return Err(SinkError::Rejected("unexpected frame from the broker".into()));
+                }
+                Err(e) => return Err(e),
+            }
+        } else {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            Self::broker_quiet(&mut conn).await?;
+        }
         self.conn = Some(conn);
         Ok(())
     }
