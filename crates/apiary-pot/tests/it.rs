@@ -1,6 +1,7 @@
 //! Integration tests: a real pot on loopback, spoken to with raw bytes.
 #![allow(clippy::unwrap_used, missing_docs)]
 
+mod dbs;
 mod emulators;
 mod fidelity;
 mod ftp;

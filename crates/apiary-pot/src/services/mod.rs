@@ -21,6 +21,7 @@ pub(crate) mod http;
 mod motd;
 pub(crate) mod ntp;
 mod random;
+mod redis;
 pub(crate) mod sip;
 pub(crate) mod smtp;
 mod ssh;
@@ -96,6 +97,10 @@ pub mod parsers {
         parse_head_owned as http_parse_head,
     };
     pub use super::ntp::{NtpRequest, parse as ntp_parse};
+    pub use super::redis::{
+        RespError, check_request as resp_check, parse_request as resp_parse,
+        split_inline as resp_split_inline,
+    };
     pub use super::sip::{
         SipError, SipRequest, check_message as sip_check, digest_params as sip_digest_params,
         parse_message as sip_parse,
@@ -124,6 +129,7 @@ pub const CATALOG: &[ServiceInfo] = &[
     telnet_windows::INFO,
     ssh::INFO,
     ftp::INFO,
+    redis::INFO,
 ];
 
 /// Every emulator.
