@@ -75,6 +75,10 @@ pub struct CoreSettings {
     /// Node connections served at once.
     #[serde(default = "default_connections")]
     pub max_connections: usize,
+    /// Where `apiary core run` serves the REST API and dashboard (off when absent; port 0
+    /// picks a free port).
+    #[serde(default)]
+    pub http: Option<SocketAddr>,
 }
 
 fn default_listen() -> SocketAddr {
@@ -112,6 +116,7 @@ impl Default for CoreSettings {
             ingest_batch: default_batch(),
             ingest_queue: default_queue(),
             max_connections: default_connections(),
+            http: None,
         }
     }
 }

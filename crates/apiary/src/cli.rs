@@ -26,6 +26,12 @@ pub(crate) enum Command {
     /// Run honeypot services.
     #[command(subcommand)]
     Pot(PotCommand),
+    /// The fleet manager: run the Core (HoneyBee v2 node port) and enroll nodes.
+    #[command(subcommand)]
+    Core(CoreCommand),
+    /// The node agent: connect to a Core, run the pots it asks for, forward their events.
+    #[command(subcommand)]
+    Node(NodeCommand),
     /// Check or print configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -150,4 +156,47 @@ pub(crate) struct UpArgs {
     /// tables instead of the built-in set (SSH 2222, HTTP 8080, SMTP 2525, ...).
     #[arg(short, long)]
     pub(crate) config: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum CoreCommand {
+    /// Serve the node port until Ctrl-C or SIGTERM (settings from `[core]`).
+    Run {
+        /// Configuration file (defaults if omitted).
+        #[arg(short, long, env = "APIARY_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Manage enrolled nodes.
+    #[command(subcommand)]
+    Node(CoreNodeCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum CoreNodeCommand {
+    /// Enroll a node: prints its TOTP secret (text, otpauth URI, QR code) or a one-time token,
+    /// and the `[node]` section and command to run on the node.
+    Add {
+        /// The node's name (1 to 64 of A-Z a-z 0-9 . _ -).
+        name: String,
+        /// Issue a one-time token instead of a TOTP secret (the Core sends the node a secret
+        /// at its first registration).
+        #[arg(long)]
+        token: bool,
+        /// The address nodes use to reach this Core (printed in the `[node]` section).
+        #[arg(long)]
+        core_addr: Option<String>,
+        /// Configuration file (defaults if omitted).
+        #[arg(short, long, env = "APIARY_CONFIG")]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum NodeCommand {
+    /// Run the node agent until Ctrl-C or SIGTERM (settings from `[node]`).
+    Run {
+        /// Configuration file with a `[node]` section.
+        #[arg(short, long, env = "APIARY_CONFIG")]
+        config: Option<PathBuf>,
+    },
 }

@@ -15,9 +15,10 @@ pub(crate) const DEFAULT: &str = include_str!("../defaults/apiary.toml");
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Config {
-    /// Name stamped on every event.
+    /// Name stamped on every event (`node = "name"`), or the node agent's `[node]` table
+    /// (whose `name` is then the events' node name).
     #[serde(default)]
-    pub(crate) node: Option<String>,
+    pub(crate) node: Option<NodeSetting>,
     /// Where logs and state live.
     #[serde(default)]
     pub(crate) data_dir: Option<PathBuf>,
@@ -33,6 +34,43 @@ pub(crate) struct Config {
     /// The flow sensor (`apiary sensor`), PokieStream's settings as a TOML table.
     #[serde(default)]
     pub(crate) sensor: Option<apiary_sensor::SensorConfig>,
+    /// The Core (`apiary core run`).
+    #[serde(default)]
+    pub(crate) core: Option<apiary_core::CoreSettings>,
+}
+
+/// `node = "name"` or a `[node]` table: the key predates the node agent, so both forms stay.
+#[derive(Debug)]
+pub(crate) enum NodeSetting {
+    /// Just the name events carry.
+    Name(String),
+    /// The node agent's settings (`apiary node run`).
+    Agent(Box<apiary_node::NodeConfig>),
+}
+
+impl<'de> Deserialize<'de> for NodeSetting {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = NodeSetting;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a node name or a [node] table")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<NodeSetting, E> {
+                Ok(NodeSetting::Name(v.to_owned()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                m: A,
+            ) -> Result<NodeSetting, A::Error> {
+                let cfg = apiary_node::NodeConfig::deserialize(
+                    serde::de::value::MapAccessDeserializer::new(m),
+                )?;
+                Ok(NodeSetting::Agent(Box::new(cfg)))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// A configuration and where it came from.
@@ -146,6 +184,20 @@ impl Loaded {
             let line = self.text.lines().position(|l| l.trim() == "[sensor]").map(|i| i + 1);
             errors.push(self.error_at(line, Some("sensor".into()), e.to_string()));
         }
+        let header = |name: &str| {
+            let h = format!("[{name}]");
+            self.text.lines().position(|l| l.trim() == h).map(|i| i + 1)
+        };
+        if let Some(core) = &self.config.core {
+            for e in core.validate() {
+                errors.push(self.error_at(header("core"), Some("core".into()), e));
+            }
+        }
+        if let Some(NodeSetting::Agent(node)) = &self.config.node {
+            for e in node.validate() {
+                errors.push(self.error_at(header("node"), Some("node".into()), e));
+            }
+        }
         errors
     }
 
@@ -155,7 +207,11 @@ impl Loaded {
 
     /// The node name: configured, or this machine's host name.
     pub(crate) fn node(&self) -> String {
-        self.config.node.clone().unwrap_or_else(hostname)
+        match &self.config.node {
+            Some(NodeSetting::Name(n)) => n.clone(),
+            Some(NodeSetting::Agent(a)) => a.name.clone(),
+            None => hostname(),
+        }
     }
 
     /// The data directory: configured, `$APIARY_DATA_DIR`, or `./apiary-data`.

@@ -4,11 +4,16 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 
-use crate::cli::{Command, ConfigCommand, LoggersCommand, PotCommand, ProfileCommand};
+use crate::cli::{
+    Command, ConfigCommand, CoreCommand, CoreNodeCommand, LoggersCommand, NodeCommand, PotCommand,
+    ProfileCommand,
+};
 
 mod check;
+mod core;
 mod list;
 mod loggers;
+mod node;
 mod pot;
 mod sensor;
 mod up;
@@ -28,6 +33,14 @@ pub(crate) fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::List { what, config } => list::run(what, config.as_deref()),
         Command::Sensor(args) => sensor::run(&args),
         Command::Up(args) => up::run(&args),
+        Command::Core(CoreCommand::Run { config }) => core::run(config.as_deref()),
+        Command::Core(CoreCommand::Node(CoreNodeCommand::Add {
+            name,
+            token,
+            core_addr,
+            config,
+        })) => core::add_node(config.as_deref(), &name, token, core_addr.as_deref()),
+        Command::Node(NodeCommand::Run { config }) => node::run(config.as_deref()),
         Command::Loggers(LoggersCommand::Test { config }) => loggers::test(config.as_deref()),
         Command::Completions { shell } => {
             let mut cmd = <crate::cli::Cli as clap::CommandFactory>::command();
