@@ -2,6 +2,8 @@
 //! psql; what each client sees and what the events keep.
 
 use apiary_event::{AuthMethod, Event, Kind, Transport};
+use std::process::Command;
+
 use apiary_pot::{Limits, ServiceConfig};
 
 use crate::ssh::{have, run};
@@ -159,4 +161,200 @@ async fn redis_with_a_password_says_noauth_until_auth() {
     assert_eq!(auths.len(), 2);
     assert_eq!((auths[0].password.as_deref(), auths[0].success), (Some("guess"), false));
     assert_eq!((auths[1].password.as_deref(), auths[1].success), (Some("s3cret"), true));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_client_is_denied_like_a_real_server_and_the_scramble_is_kept() {
+    if !have(&["mysql"]) {
+        return;
+    }
+    let (pot, port) = pot(service("MySQL", "mysql", &["tcp:0"]));
+    let p = port.to_string();
+    let out = run(
+        args(&[
+            "mysql",
+            "-h",
+            "127.0.0.1",
+            "-P",
+            &p,
+            "-u",
+            "root",
+            "-ptoor",
+            "-D",
+            "shop",
+            "-e",
+            "select 1",
+        ]),
+        None,
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim_end(),
+        "ERROR 1045 (28000): Access denied for user 'root'@'127.0.0.1' (using password: YES)"
+    );
+    let none =
+        run(args(&["mysql", "-h", "127.0.0.1", "-P", &p, "-u", "admin", "-e", "select 1"]), None)
+            .await;
+    assert!(
+        String::from_utf8_lossy(&none.stderr).contains("'admin'@'127.0.0.1' (using password: NO)"),
+        "{none:?}"
+    );
+    pot.wait_for(&Kind::SESSION_CLOSE, 2).await;
+    let events = pot.finish().await;
+    let a = of(&events, "auth.attempt")[0].auth.clone().unwrap();
+    assert_eq!(
+        (a.method, a.username.as_deref(), a.success),
+        (AuthMethod::Hashed, Some("root"), false)
+    );
+    assert_eq!(a.extra["plugin"], "caching_sha2_password");
+    // The SHA-256 scramble of caching_sha2_password is 32 bytes, the salt 20.
+    assert_eq!((a.extra["response"].len(), a.extra["salt"].len()), (64, 40));
+    assert_eq!(a.extra["database"], "shop");
+    assert_eq!(a.extra["attr.program_name"], "mysql");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_native_scramble_checks_against_the_password() {
+    if !have(&["mysql"]) {
+        return;
+    }
+    let (pot, port) = pot(with_options(
+        service("MySQL", "mysql", &["tcp:0"]),
+        r#"plugin = "mysql_native_password""#,
+    ));
+    let p = port.to_string();
+    let out = run(
+        args(&["mysql", "-h", "127.0.0.1", "-P", &p, "-u", "root", "-psecret", "-e", "select 1"]),
+        None,
+    )
+    .await;
+    assert!(String::from_utf8_lossy(&out.stderr).contains("ERROR 1045 (28000)"), "{out:?}");
+    pot.wait_for(&Kind::SESSION_CLOSE, 1).await;
+    let events = pot.finish().await;
+    let a = of(&events, "auth.attempt")[0].auth.clone().unwrap();
+    // What a cracker does with the record: SHA1(pw) XOR SHA1(salt + SHA1(SHA1(pw))).
+    let unhex = |s: &str| {
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect::<Vec<u8>>()
+    };
+    let salt = unhex(&a.extra["salt"]);
+    let response = unhex(&a.extra["response"]);
+    let sha1 = |parts: &[&[u8]]| {
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg("sha1sum")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut out = out;
+        {
+            use std::io::Write as _;
+            let mut i = out.stdin.take().unwrap();
+            for p in parts {
+                i.write_all(p).unwrap();
+            }
+        }
+        let o = out.wait_with_output().unwrap();
+        unhex(&String::from_utf8_lossy(&o.stdout)[..40])
+    };
+    let h1 = sha1(&[b"secret"]);
+    let h2 = sha1(&[&h1]);
+    let h3 = sha1(&[&salt, &h2]);
+    let want: Vec<u8> = h1.iter().zip(&h3).map(|(a, b)| a ^ b).collect();
+    assert_eq!(response, want);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psql_sends_its_password_in_clear_and_gets_28p01() {
+    if !have(&["psql"]) {
+        return;
+    }
+    let (pot, port) = pot(service("PostgreSQL", "postgres", &["tcp:0"]));
+    let p = port.to_string();
+    let out = run(
+        args(&[
+            "env",
+            "PGPASSWORD=Winter2024!",
+            "PGCONNECT_TIMEOUT=10",
+            "psql",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &p,
+            "-U",
+            "postgres",
+            "-d",
+            "billing",
+            "-c",
+            "select 1",
+        ]),
+        None,
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim_end(),
+        format!(
+            "psql: error: connection to server at \"127.0.0.1\", port {port} failed: FATAL:  password authentication failed for user \"postgres\""
+        )
+    );
+    pot.wait_for(&Kind::SESSION_CLOSE, 1).await;
+    let events = pot.finish().await;
+    let a = of(&events, "auth.attempt")[0].auth.clone().unwrap();
+    assert_eq!(
+        (a.method, a.username.as_deref(), a.password.as_deref()),
+        (AuthMethod::Password, Some("postgres"), Some("Winter2024!"))
+    );
+    assert_eq!(a.extra["database"], "billing");
+    assert_eq!(a.extra["param.application_name"], "psql");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psql_md5_and_scram_exchanges_are_recorded() {
+    if !have(&["psql"]) {
+        return;
+    }
+    for (method, key) in [("md5", "response"), ("scram", "client_final")] {
+        let (pot, port) = pot(with_options(
+            service("PostgreSQL", "postgres", &["tcp:0"]),
+            &format!("auth = \"{method}\""),
+        ));
+        let p = port.to_string();
+        let out = run(
+            args(&[
+                "env",
+                "PGPASSWORD=pw",
+                "psql",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &p,
+                "-U",
+                "admin",
+                "-c",
+                "select 1",
+            ]),
+            None,
+        )
+        .await;
+        assert!(
+            String::from_utf8_lossy(&out.stderr)
+                .contains("FATAL:  password authentication failed for user \"admin\""),
+            "{method}: {out:?}"
+        );
+        pot.wait_for(&Kind::SESSION_CLOSE, 1).await;
+        let events = pot.finish().await;
+        let a = of(&events, "auth.attempt")[0].auth.clone().unwrap();
+        assert_eq!(a.method, AuthMethod::Hashed);
+        assert!(!a.extra[key].is_empty(), "{method}: {a:?}");
+        if method == "md5" {
+            assert!(a.extra["response"].starts_with("md5") && a.extra["response"].len() == 35);
+        } else {
+            assert!(a.extra["client_final"].contains(",p="), "{a:?}");
+        }
+    }
 }

@@ -19,7 +19,9 @@ mod ftp;
 mod hashcount;
 pub(crate) mod http;
 mod motd;
+mod mysql;
 pub(crate) mod ntp;
+mod postgres;
 mod random;
 mod redis;
 pub(crate) mod sip;
@@ -96,7 +98,16 @@ pub mod parsers {
         check_head as http_check_head, decode_chunked as http_decode_chunked,
         parse_head_owned as http_parse_head,
     };
+    pub use super::mysql::{
+        HandshakeResponse as MysqlHandshake, MysqlError, check_packet as mysql_check,
+        parse_handshake as mysql_parse_handshake, parse_packet as mysql_parse,
+    };
     pub use super::ntp::{NtpRequest, parse as ntp_parse};
+    pub use super::postgres::{
+        PgError, Startup as PgStartup, check_message as pg_check_message,
+        check_startup as pg_check_startup, parse_message as pg_parse_message,
+        parse_sasl_initial as pg_parse_sasl_initial, parse_startup as pg_parse_startup,
+    };
     pub use super::redis::{
         RespError, check_request as resp_check, parse_request as resp_parse,
         split_inline as resp_split_inline,
@@ -130,6 +141,8 @@ pub const CATALOG: &[ServiceInfo] = &[
     ssh::INFO,
     ftp::INFO,
     redis::INFO,
+    mysql::INFO,
+    postgres::INFO,
 ];
 
 /// Every emulator.
