@@ -3,6 +3,7 @@
 
 mod dbs;
 mod emulators;
+mod fidelity5;
 mod fidelity;
 mod ftp;
 mod runtime;
