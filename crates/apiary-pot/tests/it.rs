@@ -3,8 +3,8 @@
 
 mod dbs;
 mod emulators;
-mod fidelity5;
 mod fidelity;
+mod fidelity5;
 mod ftp;
 mod runtime;
 mod script;
