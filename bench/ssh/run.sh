@@ -1,0 +1,199 @@
+#!/bin/bash
+# SSH benchmark, one run, three servers on loopback:
+#   apiary's SSH service (the load generator's `serve` mode: the real service, events to JSONL),
+#   Debian's OpenSSH sshd (own config and host key in a temp dir), and Cowrie from PyPI (a venv
+#   under bench/out).
+# 1. Full handshakes with one wrong password per second (key exchange, `root` + a wrong
+#    password, disconnect), same concurrency against each, ROUNDS alternating rounds.
+#    No artificial rejection delay anywhere: apiary's `auth_delay` is 0, sshd runs without PAM
+#    (its fixed 5-9 ms failure padding in auth2.c cannot be turned off; it sleeps, it does not
+#    burn CPU), and Cowrie's Twisted `passwordDelay` (1 s, not in cowrie.cfg) is set to 0 by the
+#    launcher. Cowrie as shipped (1 s) is measured once as well.
+# 2. SESSIONS concurrent interactive sessions (password accepted, pty, shell, prompt read) held
+#    against apiary and Cowrie; server RSS (VmRSS) before and after, per session = delta / N.
+#
+# Usage (as root: sshd needs it; Cowrie is run as `nobody`):
+#   bench/ssh/run.sh [SECS=10] [CONC=32] [ROUNDS=2] [SESSIONS=1000]
+# Env: LOADGEN=path (a prebuilt load generator, no build), SKIP_COWRIE=1, SKIP_SSHD=1, TASKSET_SERVER / TASKSET_CLIENT (e.g. "taskset -c 0").
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+secs=${1:-10}
+conc=${2:-32}
+rounds=${3:-2}
+sessions=${4:-1000}
+out=$PWD/bench/out/ssh
+srv=${TASKSET_SERVER:-}
+cli=${TASKSET_CLIENT:-}
+mkdir -p "$out"
+ulimit -n "$(ulimit -Hn)"  # 1,000 sessions need about 1,000 descriptors per side
+
+if [ -z "${LOADGEN:-}" ]; then
+    (cd bench/ssh/loadgen && cargo build --release -q)
+fi
+lg=${LOADGEN:-$PWD/bench/ssh/loadgen/target/release/apiary-ssh-bench}
+
+pids=()
+cleanup() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+}
+trap cleanup EXIT
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+wait_port() {
+    for _ in $(seq 200); do
+        (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0
+        sleep 0.1
+    done
+    echo "nothing listens on $1" >&2
+    return 1
+}
+rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
+
+# --- (a) apiary ------------------------------------------------------------------------------
+# `serve DIR ACCEPT DELAY_MS` prints its port; the process is the server.
+start_apiary() { # accept-policy -> sets apiary_pid, apiary_port
+    local dir=$out/apiary-$1
+    rm -rf "$dir"; mkdir -p "$dir"
+    local fifo; fifo=$(mktemp -u); mkfifo "$fifo"
+    $srv "$lg" serve "$dir" "$1" 0 > "$fifo" 2> "$dir/stderr" &
+    apiary_pid=$!; pids+=("$apiary_pid")
+    read -r apiary_port < "$fifo"; rm -f "$fifo"
+}
+
+# --- (b) OpenSSH sshd ------------------------------------------------------------------------
+start_sshd() {
+    local dir=$out/sshd
+    rm -rf "$dir"; mkdir -p "$dir"
+    ssh-keygen -q -t ed25519 -N '' -f "$dir/ssh_host_ed25519_key"
+    sshd_port=$(free_port)
+    # PerSourcePenalties exists from OpenSSH 9.8 on; Debian 12 ships 9.2 (no penalties).
+    local penalties=""
+    if /usr/sbin/sshd -T -f /dev/null -o PerSourcePenalties=no -h "$dir/ssh_host_ed25519_key" >/dev/null 2>&1; then
+        penalties="PerSourcePenalties no"
+    fi
+    cat > "$dir/sshd_config" <<EOF
+Port $sshd_port
+ListenAddress 127.0.0.1
+HostKey $dir/ssh_host_ed25519_key
+PidFile $dir/sshd.pid
+UsePAM no
+PasswordAuthentication yes
+KbdInteractiveAuthentication no
+PermitRootLogin yes
+MaxStartups 10000
+MaxAuthTries 6
+MaxSessions 10
+LoginGraceTime 60
+UseDNS no
+StrictModes no
+$penalties
+EOF
+    mkdir -p /run/sshd
+    $srv /usr/sbin/sshd -D -e -f "$dir/sshd_config" 2> "$dir/log" &
+    sshd_pid=$!; pids+=("$sshd_pid")
+    wait_port "$sshd_port"
+}
+
+# --- (c) Cowrie ------------------------------------------------------------------------------
+venv=$PWD/bench/out/cowrie-venv
+start_cowrie() { # delay-seconds (empty: as shipped) -> sets cowrie_pid, cowrie_port
+    local dir=$out/cowrie
+    if [ ! -x "$venv/bin/twistd" ] || ! "$venv/bin/python" -c 'import cowrie' 2>/dev/null; then
+        # Debian's python: Cowrie runs as nobody, who cannot reach a python under /root.
+        /usr/bin/python3 -m venv "$venv"
+        "$venv/bin/pip" install -q cowrie
+    fi
+    rm -rf "$dir"; mkdir -p "$dir/etc" "$dir/var/log/cowrie" "$dir/var/lib/cowrie/downloads" \
+        "$dir/var/lib/cowrie/tty" "$dir/var/run"
+    cowrie_port=$(free_port)
+    cat > "$dir/etc/cowrie.cfg" <<EOF
+[honeypot]
+hostname = bench
+[ssh]
+listen_endpoints = tcp:$cowrie_port:interface=127.0.0.1
+[telnet]
+enabled = false
+EOF
+    # root/123456 gets in (the held sessions), any other password fails (the race).
+    echo "root:x:123456" > "$dir/etc/userdb.txt"
+    chown -R nobody "$dir"
+    local patch=""
+    if [ -n "$1" ]; then
+        patch="from twisted.conch.ssh import userauth; userauth.SSHUserAuthServer.passwordDelay = $1;"
+    fi
+    # `cowrie start` refuses root and daemonises; this is what it executes, in the foreground,
+    # as nobody, with the optional delay patch applied first.
+    (cd "$dir" && exec $srv setpriv --reuid=nobody --regid=nogroup --clear-groups \
+        env HOME="$dir" "$venv/bin/python" -c "import sys; $patch
+from twisted.scripts.twistd import run
+sys.argv = ['twistd', '-n', '--umask=0022', '--logger', 'cowrie.python.logfile.stdoutLogger', 'cowrie']
+run()" > "$dir/stdout" 2>&1) &
+    cowrie_pid=$!; pids+=("$cowrie_pid")
+    wait_port "$cowrie_port"
+}
+
+stop() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
+
+rate() { # name port -> prints one line, sets last_rate
+    local line
+    line=$($cli "$lg" rate "127.0.0.1:$2" "$secs" "$conc")
+    last_rate=$(echo "$line" | awk '{print $1}')
+    printf '  %-22s %s\n' "$1" "$line"
+}
+
+echo "# machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg) at start"
+echo "# sshd: $(/usr/sbin/sshd -V 2>&1 | head -1); cowrie: $("$venv/bin/pip" show cowrie 2>/dev/null | awk '/^Version/ {print $2}')"
+echo "## failed-password handshakes/s, $secs s per server, concurrency $conc"
+
+start_apiary never
+[ -n "${SKIP_SSHD:-}" ] || start_sshd
+[ -n "${SKIP_COWRIE:-}" ] || start_cowrie 0
+for r in $(seq "$rounds"); do
+    echo "round $r (load average $(cut -d' ' -f1 /proc/loadavg))"
+    rate "apiary (auth_delay 0)" "$apiary_port"; a=$last_rate
+    s=""; c=""
+    if [ -z "${SKIP_SSHD:-}" ]; then rate "sshd (UsePAM no)" "$sshd_port"; s=$last_rate; fi
+    if [ -z "${SKIP_COWRIE:-}" ]; then rate "cowrie (delay 0)" "$cowrie_port"; c=$last_rate; fi
+    [ -z "$s" ] || echo "  apiary / sshd   = $(awk -v a="$a" -v b="$s" 'BEGIN {printf "%.2f", a / b}')"
+    [ -z "$c" ] || echo "  apiary / cowrie = $(awk -v a="$a" -v b="$c" 'BEGIN {printf "%.2f", a / b}')"
+done
+stop "$apiary_pid"
+[ -n "${SKIP_SSHD:-}" ] || stop "$sshd_pid"
+if [ -z "${SKIP_COWRIE:-}" ]; then
+    stop "$cowrie_pid"
+    start_cowrie ""
+    rate "cowrie (as shipped)" "$cowrie_port"
+    stop "$cowrie_pid"
+fi
+
+# --- held sessions ---------------------------------------------------------------------------
+hold() { # name pid port
+    local fifo_in fifo_out before after line
+    fifo_in=$(mktemp -u); fifo_out=$(mktemp -u); mkfifo "$fifo_in" "$fifo_out"
+    sleep 1
+    before=$(rss_kib "$2")
+    $cli "$lg" hold "127.0.0.1:$3" "$sessions" < "$fifo_in" > "$fifo_out" &
+    local hp=$!
+    exec 7> "$fifo_in"
+    read -r line < "$fifo_out"
+    sleep 2
+    after=$(rss_kib "$2")
+    echo "  $1: $line; RSS $before KiB -> $after KiB, per session" \
+        "$(awk -v a="$after" -v b="$before" -v n="$sessions" 'BEGIN {printf "%.1f", (a - b) / n}') KiB"
+    exec 7>&-
+    wait "$hp" || true
+    rm -f "$fifo_in" "$fifo_out"
+}
+
+echo "## $sessions concurrent interactive sessions (load average $(cut -d' ' -f1 /proc/loadavg))"
+start_apiary any
+hold "apiary" "$apiary_pid" "$apiary_port"
+stop "$apiary_pid"
+if [ -z "${SKIP_COWRIE:-}" ]; then
+    start_cowrie 0
+    hold "cowrie" "$cowrie_pid" "$cowrie_port"
+    stop "$cowrie_pid"
+fi
