@@ -8,9 +8,13 @@
 #    No artificial rejection delay anywhere: apiary's `auth_delay` is 0, sshd runs without PAM
 #    (its fixed 5-9 ms failure padding in auth2.c cannot be turned off; it sleeps, it does not
 #    burn CPU), and Cowrie's Twisted `passwordDelay` (1 s, not in cowrie.cfg) is set to 0 by the
-#    launcher. Cowrie as shipped (1 s) is measured once as well.
+#    launcher. apiary as shipped (`auth_delay` 300 ms) and Cowrie as shipped (1 s) are
+#    measured once as well.
 # 2. SESSIONS concurrent interactive sessions (password accepted, pty, shell, prompt read) held
 #    against apiary and Cowrie; server RSS (VmRSS) before and after, per session = delta / N.
+#
+#    sshd (a process per session, so 3 processes and a root bash each, logged in with a key):
+#    SSHD_SESSIONS (default 200) held, the sum of RSS and of PSS over its process tree.
 #
 # Usage (as root: sshd needs it; Cowrie is run as `nobody`):
 #   bench/ssh/run.sh [SECS=10] [CONC=32] [ROUNDS=2] [SESSIONS=1000]
@@ -51,14 +55,31 @@ wait_port() {
     return 1
 }
 rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
+# Sum of a field (VmRSS in status, Pss in smaps_rollup) over a process and its descendants:
+# sshd serves each session with a monitor, an unprivileged child and the user's shell.
+tree_kib() { # pid file field
+    local all=" $1 " more=1
+    while [ "$more" = 1 ]; do
+        more=0
+        while read -r p pp; do
+            case "$all" in *" $pp "*) case "$all" in *" $p "*) ;; *) all="$all$p "; more=1;; esac;; esac
+        done < <(ps -e -o pid=,ppid=)
+    done
+    local sum=0 p v
+    for p in $all; do
+        v=$(awk -v f="$3:" '$1 == f {print $2}' "/proc/$p/$2" 2>/dev/null || true)
+        sum=$((sum + ${v:-0}))
+    done
+    echo "$sum"
+}
 
 # --- (a) apiary ------------------------------------------------------------------------------
 # `serve DIR ACCEPT DELAY_MS` prints its port; the process is the server.
-start_apiary() { # accept-policy -> sets apiary_pid, apiary_port
+start_apiary() { # accept-policy [auth-delay-ms, default 0] -> sets apiary_pid, apiary_port
     local dir=$out/apiary-$1
     rm -rf "$dir"; mkdir -p "$dir"
     local fifo; fifo=$(mktemp -u); mkfifo "$fifo"
-    $srv "$lg" serve "$dir" "$1" 0 > "$fifo" 2> "$dir/stderr" &
+    $srv "$lg" serve "$dir" "$1" "${2:-0}" > "$fifo" 2> "$dir/stderr" &
     apiary_pid=$!; pids+=("$apiary_pid")
     read -r apiary_port < "$fifo"; rm -f "$fifo"
 }
@@ -68,6 +89,9 @@ start_sshd() {
     local dir=$out/sshd
     rm -rf "$dir"; mkdir -p "$dir"
     ssh-keygen -q -t ed25519 -N '' -f "$dir/ssh_host_ed25519_key"
+    # The held sessions log in as root with this key (no account password is touched).
+    ssh-keygen -q -t ed25519 -N '' -f "$dir/client_key"
+    cp "$dir/client_key.pub" "$dir/authorized_keys"
     sshd_port=$(free_port)
     # PerSourcePenalties exists from OpenSSH 9.8 on; Debian 12 ships 9.2 (no penalties).
     local penalties=""
@@ -83,6 +107,8 @@ UsePAM no
 PasswordAuthentication yes
 KbdInteractiveAuthentication no
 PermitRootLogin yes
+PubkeyAuthentication yes
+AuthorizedKeysFile $dir/authorized_keys
 MaxStartups 10000
 MaxAuthTries 6
 MaxSessions 10
@@ -162,6 +188,10 @@ for r in $(seq "$rounds"); do
 done
 stop "$apiary_pid"
 [ -n "${SKIP_SSHD:-}" ] || stop "$sshd_pid"
+# The shipped rejection delays, for the record (each caps a client at one attempt per delay).
+start_apiary never 300
+rate "apiary (as shipped)" "$apiary_port"
+stop "$apiary_pid"
 if [ -z "${SKIP_COWRIE:-}" ]; then
     stop "$cowrie_pid"
     start_cowrie ""
@@ -196,4 +226,24 @@ if [ -z "${SKIP_COWRIE:-}" ]; then
     start_cowrie 0
     hold "cowrie" "$cowrie_pid" "$cowrie_port"
     stop "$cowrie_pid"
+fi
+if [ -z "${SKIP_SSHD:-}" ]; then
+    n=${SSHD_SESSIONS:-200}
+    start_sshd
+    sleep 1
+    rss0=$(tree_kib "$sshd_pid" status VmRSS); pss0=$(tree_kib "$sshd_pid" smaps_rollup Pss)
+    fifo_in=$(mktemp -u); fifo_out=$(mktemp -u); mkfifo "$fifo_in" "$fifo_out"
+    $cli "$lg" hold "127.0.0.1:$sshd_port" "$n" "$out/sshd/client_key" < "$fifo_in" > "$fifo_out" &
+    hp=$!
+    exec 7> "$fifo_in"
+    read -r line < "$fifo_out"
+    sleep 2
+    rss1=$(tree_kib "$sshd_pid" status VmRSS); pss1=$(tree_kib "$sshd_pid" smaps_rollup Pss)
+    echo "  sshd: $line (hold $n); process tree RSS $rss0 -> $rss1 KiB," \
+        "$(awk -v a="$rss1" -v b="$rss0" -v n="$n" 'BEGIN {printf "%.1f", (a - b) / n}') KiB per session;" \
+        "PSS $pss0 -> $pss1 KiB, $(awk -v a="$pss1" -v b="$pss0" -v n="$n" 'BEGIN {printf "%.1f", (a - b) / n}') KiB per session"
+    exec 7>&-
+    wait "$hp" || true
+    rm -f "$fifo_in" "$fifo_out"
+    stop "$sshd_pid"
 fi

@@ -2,11 +2,12 @@
 //!
 //! - `serve DIR ACCEPT DELAY_MS`: an apiary pot with one SSH service on 127.0.0.1 (host key
 //!   ed25519 kept in DIR, every event written as a JSON line to `DIR/events.jsonl`, as Cowrie
-//!   writes its JSON log); prints the port, runs until killed.
+//!   writes its JSON log, TTY logs in `DIR/tty`); prints the port, runs until SIGTERM.
 //! - `rate ADDR SECS CONCURRENCY`: full handshakes (key exchange, one wrong password,
 //!   disconnect) per second against any SSH server.
-//! - `hold ADDR N`: opens N interactive sessions (password accepted, pty, shell, first prompt
-//!   read), prints `ready`, keeps them until stdin closes.
+//! - `hold ADDR N [KEY]`: opens N interactive sessions as root (password `123456`, or the
+//!   OpenSSH private key KEY for a real sshd; then pty, shell, first prompt read, `uname -a`
+//!   typed and its prompt read), prints `ready`, keeps them until stdin closes.
 #![allow(clippy::print_stdout, clippy::print_stderr, clippy::unwrap_used, missing_docs)]
 
 use std::fs::File;
@@ -67,8 +68,10 @@ impl apiary_event::Emit for Jsonl {
 fn serve(dir: &str, accept: &str, delay_ms: u64) {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     rt.block_on(async {
+        // TTY logs on, as Cowrie's are by default: their cost is part of a session's.
         let opts = format!(
-            "host_key_dir = \"{dir}\"\nhost_keys = [\"ed25519\"]\naccept = \"{accept}\"\nauth_delay = \"{delay_ms}ms\"\nmax_auth_attempts = 6\n"
+            "host_key_dir = \"{dir}\"\nhost_keys = [\"ed25519\"]\naccept = \"{accept}\"\n\
+             auth_delay = \"{delay_ms}ms\"\nmax_auth_attempts = 6\nttylog_dir = \"{dir}/tty\"\n"
         );
         let svc = apiary_pot::ServiceConfig {
             name: "SSH".into(),
@@ -97,10 +100,17 @@ fn serve(dir: &str, accept: &str, delay_ms: u64) {
         };
         let log = File::create(format!("{dir}/events.jsonl")).unwrap();
         let sink = Arc::new(Jsonl(Mutex::new(BufWriter::with_capacity(64 * 1024, log))));
-        let pot = apiary_pot::Pot::bind("bench", &config, &[svc], sink).unwrap();
+        let pot = apiary_pot::Pot::bind("bench", &config, &[svc], sink.clone()).unwrap();
         let handle = pot.start().unwrap();
         println!("{}", handle.addr("SSH", apiary_event::Transport::Tcp).unwrap().port());
-        std::future::pending::<()>().await;
+        // run.sh stops the server with SIGTERM: the log's tail is flushed first.
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).unwrap();
+        term.recv().await;
+        if let Ok(mut f) = sink.0.lock() {
+            let _ = f.flush();
+        }
+        std::process::exit(0);
     });
 }
 
@@ -153,33 +163,50 @@ fn rate(addr: String, secs: u64, conc: usize) {
     });
 }
 
-async fn open_session(
-    addr: &str,
-    config: Arc<client::Config>,
-) -> Result<(client::Handle<Accept>, russh::Channel<client::Msg>), russh::Error> {
-    let mut h = client::connect(config, addr, Accept).await?;
-    if !h.authenticate_password("root", "123456").await?.success() {
-        return Err(russh::Error::NotAuthenticated);
-    }
-    let mut ch = h.channel_open_session().await?;
-    ch.request_pty(false, "xterm", 80, 24, 0, 0, &[]).await?;
-    ch.request_shell(true).await?;
-    // Wait for the prompt: the session is fully set up on the server.
+/// Reads until output ends with a shell prompt.
+async fn prompt(ch: &mut russh::Channel<client::Msg>) -> Result<(), russh::Error> {
     loop {
         match ch.wait().await {
             Some(russh::ChannelMsg::Data { data })
                 if data.ends_with(b"# ") || data.ends_with(b"$ ") =>
             {
-                break;
+                return Ok(());
             }
             Some(_) => {}
             None => return Err(russh::Error::Disconnect),
         }
     }
+}
+
+async fn open_session(
+    addr: &str,
+    config: Arc<client::Config>,
+    key: Option<Arc<russh::keys::PrivateKey>>,
+) -> Result<(client::Handle<Accept>, russh::Channel<client::Msg>), russh::Error> {
+    let mut h = client::connect(config, addr, Accept).await?;
+    let auth = match key {
+        Some(k) => {
+            let k = russh::keys::PrivateKeyWithHashAlg::new(k, None);
+            h.authenticate_publickey("root", k).await?
+        }
+        None => h.authenticate_password("root", "123456").await?,
+    };
+    if !auth.success() {
+        return Err(russh::Error::NotAuthenticated);
+    }
+    let mut ch = h.channel_open_session().await?;
+    ch.request_pty(false, "xterm", 80, 24, 0, 0, &[]).await?;
+    ch.request_shell(true).await?;
+    // The first prompt: the session is set up on the server. Then one command typed, as a bot
+    // would (`uname -a`), and its prompt: the shell has really run something.
+    prompt(&mut ch).await?;
+    ch.data(&b"uname -a\r"[..]).await?;
+    prompt(&mut ch).await?;
     Ok((h, ch))
 }
 
-fn hold(addr: String, n: usize) {
+fn hold(addr: String, n: usize, key: Option<String>) {
+    let key = key.map(|k| Arc::new(russh::keys::load_secret_key(k, None).unwrap()));
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     rt.block_on(async move {
         let config = client_config();
@@ -189,8 +216,8 @@ fn hold(addr: String, n: usize) {
         for chunk in (0..n).collect::<Vec<_>>().chunks(50) {
             let mut batch = Vec::new();
             for _ in chunk {
-                let (addr, config) = (addr.clone(), config.clone());
-                batch.push(tokio::spawn(async move { open_session(&addr, config).await }));
+                let (addr, config, key) = (addr.clone(), config.clone(), key.clone());
+                batch.push(tokio::spawn(async move { open_session(&addr, config, key).await }));
             }
             for b in batch {
                 match b.await {
@@ -212,9 +239,9 @@ fn main() {
     match arg(1).as_str() {
         "serve" => serve(&arg(2), &arg(3), arg(4).parse().unwrap_or(0)),
         "rate" => rate(arg(2), arg(3).parse().unwrap_or(10), arg(4).parse().unwrap_or(32)),
-        "hold" => hold(arg(2), arg(3).parse().unwrap_or(1000)),
+        "hold" => hold(arg(2), arg(3).parse().unwrap_or(1000), args.get(4).cloned()),
         _ => eprintln!(
-            "usage: apiary-ssh-bench serve DIR ACCEPT DELAY_MS | rate ADDR SECS CONC | hold ADDR N"
+            "usage: apiary-ssh-bench serve DIR ACCEPT DELAY_MS | rate ADDR SECS CONC | hold ADDR N [KEY]"
         ),
     }
 }
