@@ -1,5 +1,5 @@
-//! Wall-clock dates in the formats banners and headers use (HTTP `Date`, SMTP greetings),
-//! without a calendar dependency.
+//! The one calendar of the crate: UTC dates in the formats banners, headers, listings and the
+//! fake shell use (HTTP `Date`, SMTP greetings, `ls -l`, `date`), without a calendar dependency.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -46,6 +46,11 @@ impl Civil {
         }
     }
 
+    /// The date of an unsigned Unix time (file times, login times).
+    pub(crate) fn from_secs(secs: u64) -> Self {
+        Self::from_unix(i64::try_from(secs).unwrap_or(i64::MAX))
+    }
+
     /// Now.
     pub(crate) fn now() -> Self {
         let secs = SystemTime::now()
@@ -55,11 +60,13 @@ impl Civil {
         Self::from_unix(secs)
     }
 
-    fn weekday(&self) -> &'static str {
+    /// `Mon` .. `Sun`.
+    pub(crate) fn weekday(&self) -> &'static str {
         DAYS.get(self.days.rem_euclid(7) as usize).copied().unwrap_or("Thu")
     }
 
-    fn month_name(&self) -> &'static str {
+    /// `Jan` .. `Dec`.
+    pub(crate) fn month_name(&self) -> &'static str {
         MONTHS.get(self.month.saturating_sub(1) as usize).copied().unwrap_or("Jan")
     }
 

@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 
 use crate::{Conn, SessionError, UdpPeer};
 
-mod clock;
+pub(crate) mod clock;
 pub(crate) mod dns;
 mod echo;
 mod elasticsearch;

@@ -357,7 +357,7 @@ impl Shell {
                     t.month,
                     t.day,
                     t.hour,
-                    t.min,
+                    t.minute,
                     self.client.map(|c| c.to_string()).unwrap_or_default()
                 ));
                 0
@@ -866,8 +866,8 @@ impl Shell {
         io.out(format!(
             " {:02}:{:02}:{:02} {},  1 user,  load average: {a:.2}, {b:.2}, {c:.2}\n",
             t.hour,
-            t.min,
-            t.sec,
+            t.minute,
+            t.second,
             text::up(self.uptime_secs())
         ));
         if table {
@@ -877,7 +877,7 @@ impl Shell {
                 self.user.name,
                 self.client.map(|c| c.to_string()).unwrap_or_else(|| "-".into()),
                 l.hour,
-                l.min,
+                l.minute,
                 self.machine.noise(81, 9)
             ));
         }

@@ -3,6 +3,8 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::services::clock::Civil;
+
 pub(crate) fn now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
@@ -23,47 +25,9 @@ pub(crate) fn truncate(s: &str, max: usize) -> &str {
     s.get(..end).unwrap_or_default()
 }
 
-/// Broken-down UTC time.
-pub(crate) struct Tm {
-    pub(crate) year: i64,
-    pub(crate) month: u32,
-    pub(crate) day: u32,
-    pub(crate) hour: u32,
-    pub(crate) min: u32,
-    pub(crate) sec: u32,
-    pub(crate) wday: u32,
-}
-
-pub(crate) fn tm(t: u64) -> Tm {
-    let days = (t / 86_400) as i64;
-    let rem = t % 86_400;
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    Tm {
-        year,
-        month,
-        day,
-        hour: (rem / 3600) as u32,
-        min: (rem % 3600 / 60) as u32,
-        sec: (rem % 60) as u32,
-        wday: ((days + 4).rem_euclid(7)) as u32,
-    }
-}
-
-pub(crate) const MONTHS: [&str; 12] =
-    ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
-const DAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
-
-pub(crate) fn month(m: u32) -> &'static str {
-    MONTHS.get(m.saturating_sub(1) as usize).copied().unwrap_or("Jan")
+/// Broken-down UTC time of a Unix time.
+pub(crate) fn tm(t: u64) -> Civil {
+    Civil::from_secs(t)
 }
 
 /// `Wed May  1 10:12:01 2024` (`last`, the login banner).
@@ -71,12 +35,12 @@ pub(crate) fn ctime(t: u64) -> String {
     let x = tm(t);
     format!(
         "{} {} {:2} {:02}:{:02}:{:02} {}",
-        DAYS.get(x.wday as usize).copied().unwrap_or("Mon"),
-        month(x.month),
+        x.weekday(),
+        x.month_name(),
         x.day,
         x.hour,
-        x.min,
-        x.sec,
+        x.minute,
+        x.second,
         x.year
     )
 }
@@ -86,12 +50,12 @@ pub(crate) fn date(t: u64) -> String {
     let x = tm(t);
     format!(
         "{} {} {:2} {:02}:{:02}:{:02} UTC {}",
-        DAYS.get(x.wday as usize).copied().unwrap_or("Mon"),
-        month(x.month),
+        x.weekday(),
+        x.month_name(),
         x.day,
         x.hour,
-        x.min,
-        x.sec,
+        x.minute,
+        x.second,
         x.year
     )
 }
@@ -100,16 +64,16 @@ pub(crate) fn date(t: u64) -> String {
 pub(crate) fn ls_time(t: u64, now: u64) -> String {
     let x = tm(t);
     if now.saturating_sub(t) < 182 * 86_400 && t <= now + 3600 {
-        format!("{} {:2} {:02}:{:02}", month(x.month), x.day, x.hour, x.min)
+        format!("{} {:2} {:02}:{:02}", x.month_name(), x.day, x.hour, x.minute)
     } else {
-        format!("{} {:2}  {}", month(x.month), x.day, x.year)
+        format!("{} {:2}  {}", x.month_name(), x.day, x.year)
     }
 }
 
 /// `2024-05-01 10:12:01` (wget).
 pub(crate) fn iso(t: u64) -> String {
     let x = tm(t);
-    format!("{}-{:02}-{:02} {:02}:{:02}:{:02}", x.year, x.month, x.day, x.hour, x.min, x.sec)
+    format!("{}-{:02}-{:02} {:02}:{:02}:{:02}", x.year, x.month, x.day, x.hour, x.minute, x.second)
 }
 
 /// `up 23 days,  4:05` part of uptime and w.
