@@ -163,11 +163,21 @@ run()" > "$dir/stdout" 2>&1) &
 
 stop() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
 
-rate() { # name port -> prints one line, sets last_rate
-    local line
+# CPU time (clock ticks) of a process plus its reaped children (sshd's per-connection processes
+# end up in the listener's cutime/cstime once reaped). Fields after the `(comm)` field.
+cpu_ticks() { sed 's/^.*) //' "/proc/$1/stat" | awk '{print $12 + $13 + $14 + $15}'; }
+tck=$(getconf CLK_TCK)
+
+rate() { # name port pid -> prints one line, sets last_rate and last_ms (server CPU per handshake)
+    local line t0 t1 n
+    t0=$(cpu_ticks "$3")
     line=$($cli "$lg" rate "127.0.0.1:$2" "$secs" "$conc")
+    sleep 1  # let sshd reap the last connections
+    t1=$(cpu_ticks "$3")
     last_rate=$(echo "$line" | awk '{print $1}')
-    printf '  %-22s %s\n' "$1" "$line"
+    n=$(echo "$line" | sed 's/.*(\([0-9]*\) in.*/\1/')
+    last_ms=$(awk -v d=$((t1 - t0)) -v n="$n" -v h="$tck" 'BEGIN {printf "%.2f", d * 1000 / h / n}')
+    printf '  %-22s %s; server CPU %s ms per handshake\n' "$1" "$line" "$last_ms"
 }
 
 echo "# machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg) at start"
@@ -179,23 +189,30 @@ start_apiary never
 [ -n "${SKIP_COWRIE:-}" ] || start_cowrie 0
 for r in $(seq "$rounds"); do
     echo "round $r (load average $(cut -d' ' -f1 /proc/loadavg))"
-    rate "apiary (auth_delay 0)" "$apiary_port"; a=$last_rate
+    rate "apiary (auth_delay 0)" "$apiary_port" "$apiary_pid"; a=$last_rate; am=$last_ms
     s=""; c=""
-    if [ -z "${SKIP_SSHD:-}" ]; then rate "sshd (UsePAM no)" "$sshd_port"; s=$last_rate; fi
-    if [ -z "${SKIP_COWRIE:-}" ]; then rate "cowrie (delay 0)" "$cowrie_port"; c=$last_rate; fi
-    [ -z "$s" ] || echo "  apiary / sshd   = $(awk -v a="$a" -v b="$s" 'BEGIN {printf "%.2f", a / b}')"
-    [ -z "$c" ] || echo "  apiary / cowrie = $(awk -v a="$a" -v b="$c" 'BEGIN {printf "%.2f", a / b}')"
+    if [ -z "${SKIP_SSHD:-}" ]; then
+        rate "sshd (UsePAM no)" "$sshd_port" "$sshd_pid"; s=$last_rate; sm=$last_ms
+    fi
+    if [ -z "${SKIP_COWRIE:-}" ]; then
+        rate "cowrie (delay 0)" "$cowrie_port" "$cowrie_pid"; c=$last_rate; cm=$last_ms
+    fi
+    # Rates, and the inverse ratio of server CPU per handshake (less sensitive to other load).
+    [ -z "$s" ] || echo "  apiary / sshd   = $(awk -v a="$a" -v b="$s" 'BEGIN {printf "%.2f", a / b}')" \
+        "(CPU per handshake: $(awk -v a="$am" -v b="$sm" 'BEGIN {printf "%.2f", b / a}'))"
+    [ -z "$c" ] || echo "  apiary / cowrie = $(awk -v a="$a" -v b="$c" 'BEGIN {printf "%.2f", a / b}')" \
+        "(CPU per handshake: $(awk -v a="$am" -v b="$cm" 'BEGIN {printf "%.2f", b / a}'))"
 done
 stop "$apiary_pid"
 [ -n "${SKIP_SSHD:-}" ] || stop "$sshd_pid"
 # The shipped rejection delays, for the record (each caps a client at one attempt per delay).
 start_apiary never 300
-rate "apiary (as shipped)" "$apiary_port"
+rate "apiary (as shipped)" "$apiary_port" "$apiary_pid"
 stop "$apiary_pid"
 if [ -z "${SKIP_COWRIE:-}" ]; then
     stop "$cowrie_pid"
     start_cowrie ""
-    rate "cowrie (as shipped)" "$cowrie_port"
+    rate "cowrie (as shipped)" "$cowrie_port" "$cowrie_pid"
     stop "$cowrie_pid"
 fi
 

@@ -36,6 +36,9 @@ fn client_config() -> Arc<client::Config> {
     use russh::{cipher, kex, mac};
     Arc::new(client::Config {
         inactivity_timeout: Some(Duration::from_secs(120)),
+        // As Go's x/crypto/ssh (most brute-force bots) does by default: without it, Nagle's
+        // algorithm against a server's delayed ACKs adds tens of milliseconds per handshake.
+        nodelay: true,
         preferred: russh::Preferred {
             kex: vec![
                 kex::CURVE25519,
