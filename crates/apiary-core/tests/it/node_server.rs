@@ -267,7 +267,11 @@ async fn malformed_unknown_and_oversize_messages() {
     assert_eq!(core.stats().oversize, 1);
     assert!(core.recent_rejections().iter().any(|r| r.reason == "message exceeds 65536 bytes"));
 
-    // The Core still serves: the node reconnects with the next code.
+    // The Core still serves: the node reconnects with the next code. The client can see the
+    // close before the Core's session task has deregistered it (a node reconnecting that fast
+    // is told it is "already connected" and retries), so wait for the deregistration first.
+    eventually("node deregistered", || async { core.connected_nodes().is_empty().then_some(()) })
+        .await;
     let mut c = Client::connect(&core).await;
     assert!(c.register("n1", 1, Some(code(&s, 1))).await.accepted);
     core.shutdown().await;
