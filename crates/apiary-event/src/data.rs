@@ -53,13 +53,33 @@ impl Payload {
 
 /// Lower-case hex of `bytes`.
 pub(crate) fn hex(bytes: &[u8]) -> String {
+    let mut v = Vec::with_capacity(bytes.len() * 2);
+    hex_into(bytes, &mut v);
+    // Only ASCII hex digits were written.
+    String::from_utf8(v).unwrap_or_default()
+}
+
+/// The two lower-case hex digits of `b`.
+fn hex_pair(b: u8) -> [u8; 2] {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(char::from(DIGITS[usize::from(b >> 4)]));
-        s.push(char::from(DIGITS[usize::from(b & 15)]));
+    [DIGITS[usize::from(b >> 4)], DIGITS[usize::from(b & 15)]]
+}
+
+/// Appends the lower-case hex of `bytes` to `out`.
+pub(crate) fn hex_into(bytes: &[u8], out: &mut Vec<u8>) {
+    out.reserve(bytes.len() * 2);
+    for &b in bytes {
+        out.extend_from_slice(&hex_pair(b));
     }
-    s
+}
+
+/// The lower-case hex of a SHA-256, on the stack.
+fn hex32(bytes: &[u8; 32]) -> [u8; 64] {
+    let mut out = [b'0'; 64];
+    for (dst, &b) in out.chunks_exact_mut(2).zip(bytes) {
+        dst.copy_from_slice(&hex_pair(b));
+    }
+    out
 }
 
 fn unhex32(s: &str) -> Option<[u8; 32]> {
@@ -86,13 +106,41 @@ struct PayloadWire<'a> {
 
 impl Serialize for Payload {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        PayloadWire {
-            len: self.len,
-            sha256: self.sha256_hex().into(),
-            b64: B64.encode(&self.data).into(),
-            truncated: self.truncated(),
+        // Same fields as `PayloadWire`, with the hash and the base64 text formatted without a
+        // heap string (HTTP bodies and any serde encoder of an event come through here).
+        use serde::ser::SerializeStruct as _;
+        let truncated = self.truncated();
+        let mut st = s.serialize_struct("PayloadWire", if truncated { 4 } else { 3 })?;
+        st.serialize_field("len", &self.len)?;
+        st.serialize_field("sha256", &Hex32(&self.sha256))?;
+        st.serialize_field("b64", &Base64Str(&self.data))?;
+        if truncated {
+            st.serialize_field("truncated", &true)?;
+        } else {
+            st.skip_field("truncated")?;
         }
-        .serialize(s)
+        st.end()
+    }
+}
+
+/// A SHA-256 serialised as lower-case hex from a stack buffer.
+struct Hex32<'a>(&'a [u8; 32]);
+
+impl Serialize for Hex32<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let text = hex32(self.0);
+        // Only ASCII hex digits were written.
+        s.serialize_str(std::str::from_utf8(&text).unwrap_or_default())
+    }
+}
+
+/// Bytes serialised as standard base64 through `collect_str`, which serde_json streams into
+/// its output without building the string first.
+struct Base64Str<'a>(&'a [u8]);
+
+impl Serialize for Base64Str<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&base64::display::Base64Display::new(self.0, &B64))
     }
 }
 

@@ -66,19 +66,16 @@ impl Timestamp {
         (y, m, d, sod / 3600, sod / 60 % 60, sod % 60, micros)
     }
 
-    /// Writes `YYYY-MM-DDTHH:MM:SS.ffffff` followed by `zone` (for example `"Z"` or `""`).
+    /// The 26 bytes `YYYY-MM-DDTHH:MM:SS.ffffff`, or `None` when the year has no four-digit form.
     ///
-    /// Hand-rolled because the JSONL sink formats a million of these a second.
-    pub fn write_rfc3339(self, out: &mut String, zone: &str) {
+    /// Hand-rolled, on the stack, because the JSONL sink formats a million of these a second.
+    fn digits(self) -> Option<[u8; 26]> {
         let (y, mo, d, h, mi, s, us) = self.to_parts();
-        let mut buf = [0u8; 26];
         if !(0..=9999).contains(&y) {
-            // Out-of-range years only come from hostile input; keep the output parseable.
-            out.push_str(&format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{us:06}{zone}"));
-            return;
+            return None;
         }
-        let y = y as u32;
-        put(&mut buf[0..4], y, 4);
+        let mut buf = [0u8; 26];
+        put(&mut buf[0..4], y as u32, 4);
         buf[4] = b'-';
         put(&mut buf[5..7], mo, 2);
         buf[7] = b'-';
@@ -91,9 +88,36 @@ impl Timestamp {
         put(&mut buf[17..19], s, 2);
         buf[19] = b'.';
         put(&mut buf[20..26], us, 6);
-        // Every byte written above is an ASCII digit or separator.
-        out.push_str(std::str::from_utf8(&buf).unwrap_or_default());
-        out.push_str(zone);
+        Some(buf)
+    }
+
+    /// The text of an out-of-range year; only hostile input gets here, so it may allocate.
+    fn wide(self, zone: &str) -> String {
+        let (y, mo, d, h, mi, s, us) = self.to_parts();
+        format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{us:06}{zone}")
+    }
+
+    /// Writes `YYYY-MM-DDTHH:MM:SS.ffffff` followed by `zone` (for example `"Z"` or `""`).
+    pub fn write_rfc3339(self, out: &mut String, zone: &str) {
+        match self.digits() {
+            Some(buf) => {
+                // Every byte of `digits` is an ASCII digit or separator.
+                out.push_str(std::str::from_utf8(&buf).unwrap_or_default());
+                out.push_str(zone);
+            }
+            None => out.push_str(&self.wide(zone)),
+        }
+    }
+
+    /// Appends `YYYY-MM-DDTHH:MM:SS.ffffffZ` to a byte buffer (the native JSON encoder).
+    pub fn write_rfc3339_bytes(self, out: &mut Vec<u8>) {
+        match self.digits() {
+            Some(buf) => {
+                out.extend_from_slice(&buf);
+                out.push(b'Z');
+            }
+            None => out.extend_from_slice(self.wide("Z").as_bytes()),
+        }
     }
 
     /// Parses RFC 3339 (`Z` or `±HH:MM`), with 0 to 9 fraction digits; a missing zone means UTC
@@ -216,9 +240,16 @@ impl FromStr for Timestamp {
 
 impl Serialize for Timestamp {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut out = String::with_capacity(27);
-        self.write_rfc3339(&mut out, "Z");
-        s.serialize_str(&out)
+        match self.digits() {
+            Some(digits) => {
+                let mut buf = [b'Z'; 27];
+                if let Some(head) = buf.get_mut(..26) {
+                    head.copy_from_slice(&digits);
+                }
+                s.serialize_str(std::str::from_utf8(&buf).unwrap_or_default())
+            }
+            None => s.serialize_str(&self.wide("Z")),
+        }
     }
 }
 

@@ -45,8 +45,8 @@ impl Encoder {
     /// Appends the document of `event` as compact JSON (no newline).
     pub fn write(&self, event: &Event, out: &mut Vec<u8>) {
         if self.format == Format::Json && self.fields.is_empty() {
-            // The hot path of JSONL, NATS and PostgreSQL: no intermediate value.
-            let _ = serde_json::to_writer(&mut *out, event);
+            // The hot path of JSONL, NATS and PostgreSQL: no intermediate value, no serde.
+            encode::json::write(event, out);
         } else {
             let _ = serde_json::to_writer(&mut *out, &self.value(event));
         }
