@@ -54,15 +54,22 @@ pub(crate) async fn connect(
         tcp.set_nodelay(true)?;
         match tls {
             None => Ok::<Box<dyn Io>, SinkError>(Box::new(tcp)),
-            Some(c) => {
-                let name = ServerName::try_from(host.to_owned())
-                    .map_err(|e| SinkError::Config(format!("bad TLS server name {host}: {e}")))?;
-                let stream: Box<dyn Io> = Box::new(c.connect(name, tcp).await?);
-                Ok(stream)
-            }
+            Some(c) => handshake(c, host, Box::new(tcp)).await,
         }
     };
     tokio::time::timeout(timeout, fut).await.map_err(|_| SinkError::Timeout(timeout))?
+}
+
+/// Runs the TLS client handshake on an open stream, checking the certificate against `host`
+/// (implicit TLS at connect, and STARTTLS after the upgrade command).
+pub(crate) async fn handshake(
+    tls: &TlsConnector,
+    host: &str,
+    stream: Box<dyn Io>,
+) -> Result<Box<dyn Io>, SinkError> {
+    let name = ServerName::try_from(host.to_owned())
+        .map_err(|e| SinkError::Config(format!("bad TLS server name {host}: {e}")))?;
+    Ok(Box::new(tls.connect(name, stream).await?))
 }
 
 /// Whether a connection the peer never writes to is still open: a pending read means yes; EOF,

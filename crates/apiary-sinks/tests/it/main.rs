@@ -3,6 +3,7 @@
 
 mod amqp;
 mod common;
+mod email;
 mod fault;
 mod hpfeeds;
 mod http;

@@ -1,4 +1,5 @@
-//! A small SMTP client: one connection per message (alerts are rare by design).
+//! A small SMTP client: one connection per message (alerts are rare by design), in clear,
+//! with implicit TLS, or upgraded with STARTTLS (RFC 3207), and AUTH PLAIN or LOGIN.
 
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -29,9 +30,27 @@ impl std::fmt::Debug for SmtpChannel {
     }
 }
 
-/// Reads one (possibly multi-line) reply and returns its code.
-async fn reply(r: &mut BufReader<Box<dyn Io>>) -> Result<u16, SinkError> {
+/// One (possibly multi-line) reply: its code and the text of each line.
+struct Reply {
+    code: u16,
+    lines: Vec<String>,
+}
+
+impl Reply {
+    /// Whether an EHLO reply lists `keyword` (`STARTTLS`), or with `arg` an `AUTH` mechanism.
+    fn offers(&self, keyword: &str, arg: Option<&str>) -> bool {
+        self.lines.iter().any(|l| {
+            let mut words = l.split_ascii_whitespace();
+            words.next().is_some_and(|w| w.eq_ignore_ascii_case(keyword))
+                && arg.is_none_or(|a| words.any(|w| w.eq_ignore_ascii_case(a)))
+        })
+    }
+}
+
+/// Reads one reply.
+async fn reply(r: &mut BufReader<Box<dyn Io>>) -> Result<Reply, SinkError> {
     let mut line = String::new();
+    let mut lines = Vec::new();
     for _ in 0..MAX_LINES {
         line.clear();
         let n = tokio::time::timeout(TIMEOUT, r.read_line(&mut line))
@@ -47,23 +66,31 @@ async fn reply(r: &mut BufReader<Box<dyn Io>>) -> Result<u16, SinkError> {
             .get(..3)
             .and_then(|c| c.parse().ok())
             .ok_or_else(|| SinkError::Rejected(format!("bad SMTP reply {:?}", line.trim_end())))?;
+        lines.push(line.get(4..).unwrap_or_default().trim_end().to_owned());
         if line.as_bytes().get(3) != Some(&b'-') {
-            return Ok(code);
+            return Ok(Reply { code, lines });
         }
     }
     Err(SinkError::Rejected("SMTP reply has too many lines".into()))
 }
 
-async fn command(r: &mut BufReader<Box<dyn Io>>, line: &str, expect: u16) -> Result<(), SinkError> {
+/// Sends `line` and checks the reply code. `what` names the command in errors, so secrets in
+/// the line (AUTH) never reach a log.
+async fn command(
+    r: &mut BufReader<Box<dyn Io>>,
+    line: &str,
+    what: &str,
+    expect: u16,
+) -> Result<Reply, SinkError> {
     r.get_mut().write_all(line.as_bytes()).await?;
     r.get_mut().write_all(b"\r\n").await?;
-    let code = reply(r).await?;
-    if code != expect {
-        let what = line.split(' ').next().unwrap_or(line);
+    let reply = reply(r).await?;
+    if reply.code != expect {
+        let code = reply.code;
         let err = format!("SMTP server answered {code} to {what}");
         return Err(if code >= 500 { SinkError::Refused(err) } else { SinkError::Rejected(err) });
     }
-    Ok(())
+    Ok(reply)
 }
 
 /// The message text with CRLF line ends and dot-stuffing.
@@ -103,29 +130,77 @@ impl SmtpChannel {
 #[async_trait::async_trait]
 impl AlertChannel for SmtpChannel {
     async fn post(&mut self, alert: &Alert) -> Result<(), SinkError> {
-        let conn = net::connect(&self.cfg.host, self.cfg.port, self.tls.as_ref(), TIMEOUT).await?;
+        let cfg = &self.cfg;
+        let implicit = if cfg.tls { self.tls.as_ref() } else { None };
+        let conn = net::connect(&cfg.host, cfg.port, implicit, TIMEOUT).await?;
         let mut r = BufReader::new(conn);
         let greeting = reply(&mut r).await?;
-        if greeting != 220 {
-            return Err(SinkError::Rejected(format!("SMTP greeting {greeting}")));
+        if greeting.code != 220 {
+            return Err(SinkError::Rejected(format!("SMTP greeting {}", greeting.code)));
         }
-        command(&mut r, "EHLO apiary", 250).await?;
-        if let (Some(u), Some(p)) = (&self.cfg.username, &self.cfg.password) {
-            let token = base64::engine::general_purpose::STANDARD.encode(format!("\0{u}\0{p}"));
-            command(&mut r, &format!("AUTH PLAIN {token}"), 235).await?;
+        let mut ehlo = command(&mut r, "EHLO apiary", "EHLO", 250).await?;
+        if cfg.starttls {
+            if !ehlo.offers("STARTTLS", None) {
+                // Going on in clear would hand the password and the alert to anyone on path.
+                return Err(SinkError::Rejected("SMTP server does not offer STARTTLS".into()));
+            }
+            command(&mut r, "STARTTLS", "STARTTLS", 220).await?;
+            if !r.buffer().is_empty() {
+                // Bytes sent before the handshake would be read as if they came over TLS
+                // (the STARTTLS injection flaw, CVE-2011-0411 and kin).
+                return Err(SinkError::Rejected("SMTP server sent data after STARTTLS".into()));
+            }
+            let tls =
+                self.tls.as_ref().ok_or_else(|| SinkError::Config("no TLS settings".into()))?;
+            let upgraded =
+                tokio::time::timeout(TIMEOUT, net::handshake(tls, &cfg.host, r.into_inner()))
+                    .await
+                    .map_err(|_| SinkError::Timeout(TIMEOUT))??;
+            r = BufReader::new(upgraded);
+            // RFC 3207: forget everything learnt before the handshake and ask again.
+            ehlo = command(&mut r, "EHLO apiary", "EHLO", 250).await?;
         }
-        command(&mut r, &format!("MAIL FROM:<{}>", self.cfg.from), 250).await?;
-        for to in &self.cfg.to {
-            command(&mut r, &format!("RCPT TO:<{to}>"), 250).await?;
+        if let (Some(u), Some(p)) = (&cfg.username, &cfg.password) {
+            let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+            if ehlo.offers("AUTH", Some("PLAIN")) || !ehlo.offers("AUTH", Some("LOGIN")) {
+                let token = b64(&format!("\0{u}\0{p}"));
+                command(&mut r, &format!("AUTH PLAIN {token}"), "AUTH PLAIN", 235).await?;
+            } else {
+                command(&mut r, "AUTH LOGIN", "AUTH LOGIN", 334).await?;
+                command(&mut r, &b64(u), "the AUTH LOGIN user", 334).await?;
+                command(&mut r, &b64(p), "the AUTH LOGIN password", 235).await?;
+            }
         }
-        command(&mut r, "DATA", 354).await?;
-        let msg = body(&self.cfg, alert);
+        command(&mut r, &format!("MAIL FROM:<{}>", cfg.from), "MAIL FROM", 250).await?;
+        for to in &cfg.to {
+            command(&mut r, &format!("RCPT TO:<{to}>"), "RCPT TO", 250).await?;
+        }
+        command(&mut r, "DATA", "DATA", 354).await?;
+        let msg = body(cfg, alert);
         r.get_mut().write_all(msg.as_bytes()).await?;
-        let code = reply(&mut r).await?;
+        let code = reply(&mut r).await?.code;
         if code != 250 {
             return Err(SinkError::Rejected(format!("SMTP server answered {code} to the message")));
         }
-        let _ = command(&mut r, "QUIT", 221).await;
+        let _ = command(&mut r, "QUIT", "QUIT", 221).await;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ehlo_keywords_and_auth_mechanisms_are_found_case_blind() {
+        let r = Reply {
+            code: 250,
+            lines: vec!["mail.example.org".into(), "starttls".into(), "AUTH LOGIN PLAIN".into()],
+        };
+        assert!(r.offers("STARTTLS", None));
+        assert!(r.offers("AUTH", Some("plain")));
+        assert!(r.offers("AUTH", Some("LOGIN")));
+        assert!(!r.offers("AUTH", Some("CRAM-MD5")));
+        assert!(!r.offers("SIZE", None));
     }
 }
