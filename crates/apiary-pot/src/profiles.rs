@@ -42,6 +42,7 @@ macro_rules! profiles {
 
 /// Every profile file, by name.
 const FILES: &[(&str, &str)] = profiles!(
+    "common",
     "databases",
     "default",
     "iot",
@@ -50,6 +51,8 @@ const FILES: &[(&str, &str)] = profiles!(
     "linux",
     "peer_to_peer",
     "streaming",
+    "tcp_malware",
+    "udp_malware",
     "windows_active_directory",
     "windows_iis",
 );
@@ -191,6 +194,50 @@ mod tests {
                 }
             }
             assert!(crate::check_services(&p.services).is_empty(), "{name}");
+        }
+    }
+
+    #[test]
+    fn all_thirteen_honeypy_profiles_ship_with_every_port() {
+        let honeypy = [
+            "common",
+            "databases",
+            "default",
+            "iot",
+            "kali",
+            "kubernetes",
+            "linux",
+            "peer_to_peer",
+            "streaming",
+            "tcp_malware",
+            "udp_malware",
+            "windows_active_directory",
+            "windows_iis",
+        ];
+        assert_eq!(list(), honeypy);
+        let ports = |name: &str| -> Vec<PortSpec> {
+            get(name).unwrap().services.into_iter().flat_map(|s| s.ports).collect()
+        };
+        // HoneyPy's 355 common sections name 340 distinct ports; the malware lists name 552
+        // of their 554 sections' ports (4899 and 6129 appear twice).
+        let common = ports("common");
+        assert_eq!(common.len(), 340);
+        assert_eq!(common.iter().collect::<HashSet<_>>().len(), 340, "no port twice");
+        let bittorrent =
+            get("common").unwrap().services.into_iter().find(|s| s.name == "BitTorrent");
+        assert_eq!(bittorrent.map(|s| s.ports.len()), Some(119), "one service, 119 ports");
+        // The UDP names end in `.udp`, so both malware profiles can be used together.
+        let malware = [
+            ("tcp_malware", Transport::Tcp, "CoolRemoteControl"),
+            ("udp_malware", Transport::Udp, "CoolRemoteControl.udp"),
+        ];
+        for (name, transport, crc) in malware {
+            let all = ports(name);
+            assert_eq!(all.len(), 552, "{name}");
+            assert_eq!(all.iter().collect::<HashSet<_>>().len(), 552, "{name}: no port twice");
+            assert!(all.iter().all(|p| p.transport == transport && p.port >= 1028), "{name}");
+            let crc = get(name).unwrap().services.into_iter().find(|s| s.name == crc);
+            assert_eq!(crc.map(|s| s.ports.len()), Some(3), "{name}: duplicate names merged");
         }
     }
 

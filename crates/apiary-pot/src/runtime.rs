@@ -125,6 +125,7 @@ impl Pot {
         if let Some(e) = check_services(services_cfg).into_iter().next() {
             return Err(e);
         }
+        raise_fd_limit();
         let mut skipped = Vec::new();
         let mut listeners = Vec::new();
         for svc in services_cfg.iter().filter(|s| s.enabled) {
@@ -416,7 +417,27 @@ fn ipv6_unavailable(e: &std::io::Error) -> bool {
     )
 }
 
+/// Raises the soft open-files limit to the hard one. A profile such as `tcp_malware` plus
+/// `udp_malware` is over a thousand listeners, twice that with IPv6, past the usual soft limit
+/// of 1024, while the hard limit is far higher; attackers' connections need descriptors too.
+fn raise_fd_limit() {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit with a valid, initialised struct; failure leaves the limit
+    // as it was, and a bind that then runs out says so (`bind_hint`).
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                tracing::debug!("could not raise the open-files limit");
+            }
+        }
+    }
+}
+
 fn bind_hint(e: &std::io::Error, port: u16) -> String {
+    if e.raw_os_error() == Some(libc::EMFILE) {
+        return " (out of file descriptors: raise `ulimit -n` or bind fewer ports)".into();
+    }
     match e.kind() {
         std::io::ErrorKind::PermissionDenied if port < 1024 => format!(
             " (port {port} is privileged: run as root with `user = ...` in [pot], grant \

@@ -181,3 +181,48 @@ async fn a_busy_port_is_a_clear_error() {
     assert!(err.contains("service `Echo`: cannot bind tcp/127.0.0.1:"), "{err}");
     assert!(err.contains("already listens"), "{err}");
 }
+
+#[tokio::test]
+async fn the_largest_profiles_bind_over_a_thousand_listeners_at_once() {
+    // common + tcp_malware + udp_malware, every port moved to an ephemeral one so the test
+    // binds no fixed port: what is exercised is binding and serving that many listeners.
+    let config = PotConfig {
+        bind: vec!["127.0.0.1".parse().unwrap()],
+        profiles: vec!["common".into(), "tcp_malware".into(), "udp_malware".into()],
+        ..PotConfig::default()
+    };
+    let mut services = apiary_pot::resolve_services(&config, &[]).unwrap();
+    for svc in &mut services {
+        for port in &mut svc.ports {
+            port.port = 0;
+        }
+    }
+    let wanted: usize = services.iter().filter(|s| s.enabled).map(|s| s.ports.len()).sum();
+    // 340 + 552 + 552, less the tcp_malware names and ports `common` already has.
+    assert_eq!(wanted, 1_402);
+    let config = PotConfig { profiles: Vec::new(), ..config };
+    let events = apiary_event::Collector::shared();
+    let pot = Pot::bind("n", &config, &services, events.clone()).unwrap();
+    assert_eq!(pot.listeners().len(), wanted);
+    let handle = pot.start().unwrap();
+    let bittorrent: Vec<_> =
+        handle.listeners().iter().filter(|l| l.service == "BitTorrent").map(|l| l.addr).collect();
+    assert_eq!(bittorrent.len(), 119, "one service, all its ports");
+    let mut s = TcpStream::connect(bittorrent[118]).await.unwrap();
+    s.write_all(b"d1:ad2:id20:").await.unwrap();
+    let mut got = [0u8; 12];
+    s.read_exact(&mut got).await.unwrap();
+    assert_eq!(&got, b"d1:ad2:id20:");
+    let udp = handle.addr("AdoreWorm.udp", Transport::Udp).unwrap();
+    let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    sock.send_to(b"ping", udp).await.unwrap();
+    let mut buf = [0u8; 16];
+    let (n, _) = tokio::time::timeout(Duration::from_secs(5), sock.recv_from(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&buf[..n], b"ping");
+    drop(s);
+    handle.shutdown(Duration::from_secs(5)).await;
+    assert!(events.take().iter().any(|e| e.service.as_deref() == Some("AdoreWorm.udp")));
+}

@@ -29,10 +29,11 @@ pub(crate) fn run(what: ListWhat, config: Option<&Path>) -> anyhow::Result<ExitC
                 .filter_map(apiary_pot::profiles::get)
                 .map(|p| {
                     let n = p.services.len();
-                    vec![p.name.to_owned(), n.to_string(), p.description]
+                    let ports: usize = p.services.iter().map(|s| s.ports.len()).sum();
+                    vec![p.name.to_owned(), n.to_string(), ports.to_string(), p.description]
                 })
                 .collect();
-            table::render(&["PROFILE", "SERVICES", "WHAT IT IMITATES"], &rows)
+            table::render(&["PROFILE", "SERVICES", "PORTS", "WHAT IT IMITATES"], &rows)
         }
         ListWhat::Loggers => {
             let loaded = super::load_valid(config)?;
