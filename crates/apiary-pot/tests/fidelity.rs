@@ -165,15 +165,26 @@ async fn dig_resolves_over_udp_and_tcp() {
     )
     .await;
     assert_eq!(text(&o).trim().parse::<std::net::Ipv4Addr>().unwrap(), ip, "answers are stable");
-    let o =
-        // dig falls back to TCP for ANY; ask the TCP port directly.
-        run("dig", args(&["@127.0.0.1", "-p", &tcp, "+tcp", "+tries=1", "+time=2", "example.com", "ANY"]))
-            .await;
+    // ANY over UDP (dig asks ANY over TCP unless told +notcp): the RFC 8482 answer, one
+    // small HINFO, no larger than dig's query with its EDNS cookie.
+    let o = run(
+        "dig",
+        args(&["@127.0.0.1", "-p", &udp, "+notcp", "+tries=1", "+time=2", "example.com", "ANY"]),
+    )
+    .await;
     let t = text(&o);
     assert!(
         t.contains("status: NOERROR") && t.contains("ANSWER: 1,") && t.contains("RFC8482"),
         "{t}"
     );
+    assert!(t.contains("(UDP)") && t.contains("MSG SIZE  rcvd: 50"), "{t}");
+    let o = run(
+        "dig",
+        args(&["@127.0.0.1", "-p", &tcp, "+tcp", "+tries=1", "+time=2", "example.com", "ANY"]),
+    )
+    .await;
+    let t = text(&o);
+    assert!(t.contains("ANSWER: 1,") && t.contains("RFC8482") && t.contains("(TCP)"), "{t}");
     let o = run(
         "dig",
         args(&[
@@ -190,6 +201,39 @@ async fn dig_resolves_over_udp_and_tcp() {
     )
     .await;
     assert_eq!(text(&o).trim(), "\"8.2.2-P5\"");
+    let events = pot.finish().await;
+    let any_udp = events.iter().filter(|e| {
+        e.transport == Some(Transport::Udp) && e.dns.as_ref().is_some_and(|d| d.qtype == "ANY")
+    });
+    assert_eq!(any_udp.count(), 1, "the UDP ANY query is recorded");
+}
+
+#[tokio::test]
+async fn plain_dig_any_works_when_udp_and_tcp_share_the_port() {
+    if !have("dig") {
+        return;
+    }
+    // As deployed (DNS on udp:53 and tcp:53), a plain `dig ANY`, which dig sends over TCP,
+    // reaches the same port number. Find a number free on both transports.
+    let port = loop {
+        let u = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let p = u.local_addr().unwrap().port();
+        if std::net::TcpListener::bind(("127.0.0.1", p)).is_ok() {
+            break p;
+        }
+    };
+    let ports = [format!("udp:{port}"), format!("tcp:{port}")];
+    let pot = start(&[service("DNS", "dns", &[&ports[0], &ports[1]])], generous(), "127.0.0.1");
+    let p = port.to_string();
+    let o =
+        run("dig", args(&["@127.0.0.1", "-p", &p, "+tries=1", "+time=2", "example.com", "ANY"]))
+            .await;
+    let t = text(&o);
+    assert!(t.contains("status: NOERROR") && t.contains("RFC8482"), "{t}");
+    let o = run("dig", args(&["@127.0.0.1", "-p", &p, "+tries=1", "+time=2", "example.com", "MX"]))
+        .await;
+    let t = text(&o);
+    assert!(t.contains("MX\t10 mail.example.com.") && t.contains("(UDP)"), "{t}");
     pot.finish().await;
 }
 
