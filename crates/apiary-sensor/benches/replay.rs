@@ -12,6 +12,11 @@ impl RecordSink for Encode {
     fn record(&mut self, e: Event) {
         encode::packet_log::json_line(&e, &mut self.0);
     }
+
+    /// The ten `packet_log` keys carry no summary text.
+    fn wants_details(&self) -> bool {
+        false
+    }
 }
 
 fn bench(c: &mut Criterion) {

@@ -6,13 +6,31 @@ use apiary_event::{Event, encode};
 use apiary_sensor::{RecordSink, ReplayOptions, SensorConfig, replay_file};
 use std::io::Write;
 
-struct Jsonl(std::io::BufWriter<std::fs::File>, Vec<u8>);
+/// Encodes lines into one buffer and writes it out in 64 KiB pieces, like the sensor's output.
+struct Jsonl {
+    file: std::fs::File,
+    buf: Vec<u8>,
+    error: Option<std::io::Error>,
+}
 
 impl RecordSink for Jsonl {
     fn record(&mut self, e: Event) {
-        self.1.clear();
-        encode::packet_log::json_line(&e, &mut self.1);
-        let _ = self.0.write_all(&self.1);
+        encode::packet_log::json_line(&e, &mut self.buf);
+        if self.buf.len() >= 1 << 16 {
+            self.flush();
+        }
+    }
+
+    fn flush(&mut self) {
+        if let Err(e) = self.file.write_all(&self.buf) {
+            self.error.get_or_insert(e);
+        }
+        self.buf.clear();
+    }
+
+    /// The ten `packet_log` keys carry no summary text.
+    fn wants_details(&self) -> bool {
+        false
     }
 }
 
@@ -22,7 +40,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         eprintln!("usage: replay_jsonl FILE OUT");
         std::process::exit(2);
     };
-    let mut sink = Jsonl(std::io::BufWriter::new(std::fs::File::create(output)?), Vec::new());
+    let file = std::fs::File::create(output)?;
+    let mut sink = Jsonl { file, buf: Vec::with_capacity(1 << 17), error: None };
     let start = std::time::Instant::now();
     let stats = replay_file(
         &SensorConfig::default(),
@@ -30,7 +49,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         &mut sink,
         &ReplayOptions::default(),
     )?;
-    sink.0.flush()?;
+    sink.flush();
+    if let Some(e) = sink.error {
+        return Err(e.into());
+    }
     let secs = start.elapsed().as_secs_f64();
     println!(
         "{} packets, {} records in {secs:.3} s: {:.0} packets/s",

@@ -10,6 +10,8 @@ use apiary_event::{Event, Flow, FlowState, Kind, Timestamp, Transport, new_id_at
 use uuid::Uuid;
 
 use crate::extract::PayloadKind;
+use crate::track::community_id;
+use crate::track::history::History;
 
 /// Where records go. The sensor never blocks on it: implementations that can fill up drop
 /// and count (see [`QueueSink`]).
@@ -19,6 +21,13 @@ pub trait RecordSink {
 
     /// Hands on anything buffered (called when capture goes idle and at the end).
     fn flush(&mut self) {}
+
+    /// Whether records need the summary's derived text (history, Community ID). Sinks that
+    /// only write PokieStream's ten keys say no, and the sensor skips hashing and formatting
+    /// what they would throw away.
+    fn wants_details(&self) -> bool {
+        true
+    }
 }
 
 impl RecordSink for Vec<Event> {
@@ -35,6 +44,10 @@ impl<S: RecordSink + ?Sized> RecordSink for &mut S {
     fn flush(&mut self) {
         (**self).flush();
     }
+
+    fn wants_details(&self) -> bool {
+        (**self).wants_details()
+    }
 }
 
 impl<S: RecordSink + ?Sized> RecordSink for Box<S> {
@@ -44,6 +57,10 @@ impl<S: RecordSink + ?Sized> RecordSink for Box<S> {
 
     fn flush(&mut self) {
         (**self).flush();
+    }
+
+    fn wants_details(&self) -> bool {
+        (**self).wants_details()
     }
 }
 
@@ -64,6 +81,8 @@ pub struct QueueSink {
     dropped: Arc<AtomicU64>,
     /// Wait for room instead of dropping (file replay, where nothing is lost by waiting).
     blocking: bool,
+    /// The consumer uses the summary's derived text (see [`RecordSink::wants_details`]).
+    details: bool,
 }
 
 impl QueueSink {
@@ -75,6 +94,12 @@ impl QueueSink {
     /// The shared drop counter.
     pub fn drop_counter(&self) -> Arc<AtomicU64> {
         Arc::clone(&self.dropped)
+    }
+
+    /// Tells the sensor whether the consumer uses the summary's derived text; a consumer
+    /// that writes only PokieStream's keys sets `false` (default `true`).
+    pub fn set_details(&mut self, details: bool) {
+        self.details = details;
     }
 }
 
@@ -93,13 +118,17 @@ impl RecordSink for QueueSink {
             }
         }
     }
+
+    fn wants_details(&self) -> bool {
+        self.details
+    }
 }
 
 /// A bounded queue of `size` records: the sink for capture threads and the receiver for the
 /// output or plugin thread.
 pub fn queue(size: usize) -> (QueueSink, Receiver<Event>) {
     let (tx, rx) = sync_channel(size.max(1));
-    (QueueSink { tx, dropped: Arc::new(AtomicU64::new(0)), blocking: false }, rx)
+    (QueueSink { tx, dropped: Arc::new(AtomicU64::new(0)), blocking: false, details: true }, rx)
 }
 
 /// A bounded queue whose sink waits for room (file replay: deterministic, nothing dropped).
@@ -109,16 +138,35 @@ pub fn blocking_queue(size: usize) -> (QueueSink, Receiver<Event>) {
     (tx, rx)
 }
 
-/// Per-direction totals written on a session's last record.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+/// Per-direction totals written on a session's last record. The history and Community ID
+/// stay raw until the emitter knows the sink wants their text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Summary {
     pub(crate) orig_packets: u64,
     pub(crate) orig_bytes: u64,
     pub(crate) resp_packets: u64,
     pub(crate) resp_bytes: u64,
     pub(crate) duration_us: u64,
-    pub(crate) history: String,
-    pub(crate) community_id: String,
+    pub(crate) history: History,
+    pub(crate) community: Community,
+}
+
+/// What a Community ID is computed from (a SHA-1 and base64, so only on demand).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Community {
+    /// TCP or UDP: initiator, responder, IP protocol.
+    Ports((IpAddr, u16), (IpAddr, u16), u8),
+    /// ICMP or ICMPv6 message: source, destination, v6, type, code.
+    Icmp(IpAddr, IpAddr, bool, u8, u8),
+}
+
+impl Community {
+    fn text(self) -> String {
+        match self {
+            Community::Ports(i, r, proto) => community_id::ports(i.0, i.1, r.0, r.1, proto),
+            Community::Icmp(src, dst, v6, ty, code) => community_id::icmp(src, dst, v6, ty, code),
+        }
+    }
 }
 
 /// Everything one record says, before it becomes an [`Event`].
@@ -136,7 +184,7 @@ pub(crate) struct Spec<'a> {
     pub(crate) summary: Option<Summary>,
     pub(crate) reason: Option<&'static str>,
     pub(crate) icmp: Option<(u8, u8)>,
-    pub(crate) community_id: Option<String>,
+    pub(crate) community_id: Option<Community>,
 }
 
 /// Builds events: stamps node and pot names and derives ids from packet time and counters.
@@ -184,17 +232,20 @@ impl Emitter {
         if let Some((k, name)) = spec.payload {
             flow.payload.insert(k.key().to_owned(), name.to_owned());
         }
+        let details = sink.wants_details();
         if let Some(s) = spec.summary {
             flow.orig_packets = Some(s.orig_packets);
             flow.orig_bytes = Some(s.orig_bytes);
             flow.resp_packets = Some(s.resp_packets);
             flow.resp_bytes = Some(s.resp_bytes);
             flow.duration_us = Some(s.duration_us);
-            flow.history = Some(s.history);
-            flow.community_id = Some(s.community_id);
+            if details {
+                flow.history = Some(s.history.as_str().to_owned());
+                flow.community_id = Some(s.community.text());
+            }
         }
-        if let Some(c) = spec.community_id {
-            flow.community_id = Some(c);
+        if let Some(c) = spec.community_id.filter(|_| details) {
+            flow.community_id = Some(c.text());
         }
         if let Some((t, c)) = spec.icmp {
             flow.icmp_type = Some(t);

@@ -422,7 +422,8 @@ pub fn run(
     }
     let size = cfg.effective_queue_size();
     let replaying = matches!(opts.source, Source::File(_));
-    let (tx, rx) = if replaying { blocking_queue(size) } else { queue(size) };
+    let (mut tx, rx) = if replaying { blocking_queue(size) } else { queue(size) };
+    tx.set_details(Output::wants_details(&cfg.output));
     let drops = tx.drop_counter();
     let rdns: Box<dyn Rdns> = if cfg.output.rdns {
         Box::new(CachedRdns::new(
@@ -585,7 +586,7 @@ fn run_plugin(cfg: &SensorConfig, opts: &RunOptions, path: &Path) -> Result<Stat
     Ok(stats)
 }
 
-/// Hands records to a packet plugin as PokieStream `packet_log` dicts.
+/// Hands records to a packet plugin as PokieStream `packet_log` records.
 #[cfg(feature = "plugins")]
 struct PluginSink {
     tx: apiary_script::PacketSender,
@@ -598,10 +599,8 @@ struct PluginSink {
 #[cfg(feature = "plugins")]
 impl RecordSink for PluginSink {
     fn record(&mut self, event: apiary_event::Event) {
-        if let Some(serde_json::Value::Object(m)) =
-            apiary_event::encode::packet_log::to_value(&event)
-        {
-            self.tx.push(m);
+        if let Some(rec) = apiary_event::encode::packet_log::PacketLog::from_event(&event) {
+            self.tx.push(rec);
         }
         if self.pace {
             loop {
@@ -618,5 +617,10 @@ impl RecordSink for PluginSink {
 
     fn flush(&mut self) {
         self.tx.flush();
+    }
+
+    /// Plugins see PokieStream's ten keys only.
+    fn wants_details(&self) -> bool {
+        false
     }
 }

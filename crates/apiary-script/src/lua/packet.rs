@@ -5,8 +5,9 @@ use std::path::Path;
 
 use std::ffi::c_int;
 
+use apiary_event::encode::packet_log::Field;
+use apiary_event::{FlowState, Transport};
 use mlua::{Function, Lua, Table, Value as LuaValue, ffi};
-use serde_json::{Map, Value};
 
 use super::convert::json_to_lua;
 use super::sandbox::{Mode, Sandbox, compile, new_sandbox, short_message};
@@ -125,11 +126,12 @@ fn build_record(lua: &Lua, rec: &Record) -> mlua::Result<Table> {
     }
 }
 
-/// Stack slots used at most: the record keys, two per nesting level, and a margin.
-const STACK_NEEDED: c_int =
-    (RECORD_KEYS.len() + COMMON_VALUES.len()) as c_int + 2 * MAX_DEPTH as c_int + 8;
+/// Stack slots used at most: the record keys and common values, a record, its payload table
+/// and a key-value pair, and a margin.
+const STACK_NEEDED: c_int = (RECORD_KEYS.len() + COMMON_VALUES.len()) as c_int + 16;
 
-/// Values that recur in almost every record, pushed once per call like the keys.
+/// Values that recur in almost every record, pushed once per call like the keys: the
+/// protocol names in [`Transport`] order, then the states in [`FlowState`] order.
 const COMMON_VALUES: [&str; 9] =
     ["TCP", "UDP", "ICMP", "ICMPv6", "NEW", "ESTABLISHED", "CLOSE", "ABORT", "EXPIRED"];
 
@@ -146,94 +148,61 @@ unsafe fn push_keys(state: *mut ffi::lua_State) -> c_int {
     }
 }
 
-fn common_index(v: &str) -> Option<c_int> {
-    let i = COMMON_VALUES.iter().position(|c| *c == v)?;
-    c_int::try_from(RECORD_KEYS.len() + i).ok()
-}
-
-fn key_index(k: &str) -> Option<c_int> {
-    Some(match k {
-        "src_ip" => 0,
-        "dst_ip" => 1,
-        "src_port" => 2,
-        "dst_port" => 3,
-        "protocol_num" => 4,
-        "protocol_name" => 5,
-        "state" => 6,
-        "timestamp" => 7,
-        "session_id" => 8,
-        "payload" => 9,
+/// Stack offset (from the first key) of a protocol name or state among the common values.
+fn common_offset(rec: &Record, field: usize) -> Option<c_int> {
+    let i = match field {
+        5 => match rec.transport? {
+            Transport::Tcp => 0,
+            Transport::Udp => 1,
+            Transport::Icmp => 2,
+            Transport::Icmpv6 => 3,
+        },
+        6 => match rec.state? {
+            FlowState::New => 4,
+            FlowState::Established => 5,
+            FlowState::Close => 6,
+            FlowState::Abort => 7,
+            FlowState::Expired => 8,
+        },
         _ => return None,
-    })
+    };
+    Some(RECORD_KEYS.len() as c_int + i)
 }
 
-/// Pushes one record as a table, using the pre-pushed keys at `keys`.
+/// Pushes one record as a table, using the pre-pushed keys at `keys`; `None` fields are left
+/// out (read as nil, as PokieStream's wrapped dict gives them).
 unsafe fn push_record(state: *mut ffi::lua_State, rec: &Record, keys: c_int) {
     unsafe {
-        ffi::lua_createtable(state, 0, c_int::try_from(rec.len()).unwrap_or(0));
-        for (k, v) in rec {
-            if v.is_null() {
+        let fields = (0..9).filter(|&i| rec.field(i) != Field::Null).count()
+            + usize::from(!rec.payload.is_empty());
+        // Sized for exactly its fields, so the table never grows.
+        ffi::lua_createtable(state, 0, fields as c_int);
+        for i in 0..9 {
+            let field = rec.field(i);
+            if field == Field::Null {
                 continue;
             }
-            let index = key_index(k);
-            match index {
-                Some(i) => ffi::lua_pushvalue(state, keys + i),
-                None => {
-                    ffi::lua_pushlstring(state, k.as_ptr().cast(), k.len());
+            ffi::lua_pushvalue(state, keys + i as c_int);
+            match (field, common_offset(rec, i)) {
+                (_, Some(at)) => ffi::lua_pushvalue(state, keys + at),
+                (Field::Int(n), None) => ffi::lua_pushinteger(state, ffi::lua_Integer::from(n)),
+                (f, None) => {
+                    let t = f.text();
+                    let b = t.as_bytes();
+                    ffi::lua_pushlstring(state, b.as_ptr().cast(), b.len());
                 }
-            }
-            // protocol_name and state take one of a handful of values.
-            let common = match (index, v) {
-                (Some(5 | 6), Value::String(s)) => common_index(s),
-                _ => None,
-            };
-            match common {
-                Some(i) => ffi::lua_pushvalue(state, keys + i),
-                None => push_json(state, v, 0),
             }
             ffi::lua_rawset(state, -3);
         }
-    }
-}
-/// Nesting below this is passed as nil.
-const MAX_DEPTH: usize = 16;
-
-/// Pushes a JSON object as a table; `null` members are left out (read as nil).
-unsafe fn push_object(state: *mut ffi::lua_State, o: &Map<String, Value>, depth: usize) {
-    unsafe {
-        ffi::lua_createtable(state, 0, c_int::try_from(o.len()).unwrap_or(0));
-        for (k, v) in o {
-            if v.is_null() {
-                continue;
+        if !rec.payload.is_empty() {
+            ffi::lua_pushvalue(state, keys + 9);
+            ffi::lua_createtable(state, 0, rec.payload.len().min(64) as c_int);
+            for (k, v) in &rec.payload {
+                ffi::lua_pushlstring(state, k.as_ptr().cast(), k.len());
+                ffi::lua_pushlstring(state, v.as_ptr().cast(), v.len());
+                ffi::lua_rawset(state, -3);
             }
-            ffi::lua_pushlstring(state, k.as_ptr().cast(), k.len());
-            push_json(state, v, depth);
             ffi::lua_rawset(state, -3);
-        }
-    }
-}
-
-unsafe fn push_json(state: *mut ffi::lua_State, v: &Value, depth: usize) {
-    unsafe {
-        match v {
-            Value::Null => ffi::lua_pushnil(state),
-            Value::Bool(b) => ffi::lua_pushboolean(state, c_int::from(*b)),
-            Value::Number(n) => match n.as_i64() {
-                Some(i) => ffi::lua_pushinteger(state, i),
-                None => ffi::lua_pushnumber(state, n.as_f64().unwrap_or(f64::NAN)),
-            },
-            Value::String(s) => {
-                ffi::lua_pushlstring(state, s.as_ptr().cast(), s.len());
-            }
-            Value::Object(o) if depth < MAX_DEPTH => push_object(state, o, depth + 1),
-            Value::Array(a) if depth < MAX_DEPTH => {
-                ffi::lua_createtable(state, c_int::try_from(a.len()).unwrap_or(0), 0);
-                for (i, item) in a.iter().enumerate() {
-                    push_json(state, item, depth + 1);
-                    ffi::lua_rawseti(state, -2, i as ffi::lua_Integer + 1);
-                }
-            }
-            Value::Object(_) | Value::Array(_) => ffi::lua_pushnil(state),
         }
     }
 }

@@ -196,9 +196,9 @@ fn read_loop(
 }
 
 /// Writes `{"t":"batch","seq":N,"recs":[[ten values], ...]}` without building a JSON tree:
-/// each record becomes an array in [`RECORD_KEYS`] order, plus an object of any other keys.
+/// each record becomes an array of its values in [`RECORD_KEYS`] order.
 fn encode_batch(seq: u64, recs: &[Record]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(16 + recs.len() * 256);
+    let mut out = Vec::with_capacity(16 + recs.len() * 192);
     out.extend_from_slice(&[0, 0, 0, 0]);
     out.extend_from_slice(format!("{{\"t\":\"batch\",\"seq\":{seq},\"recs\":[").as_bytes());
     for (i, rec) in recs.iter().enumerate() {
@@ -206,28 +206,7 @@ fn encode_batch(seq: u64, recs: &[Record]) -> Vec<u8> {
             out.push(b',');
         }
         out.push(b'[');
-        for (j, key) in RECORD_KEYS.iter().enumerate() {
-            if j > 0 {
-                out.push(b',');
-            }
-            match rec.get(*key) {
-                Some(v) => {
-                    let _ = serde_json::to_writer(&mut out, v);
-                }
-                None => out.extend_from_slice(b"null"),
-            }
-        }
-        if rec.len() > RECORD_KEYS.len() || rec.keys().any(|k| !RECORD_KEYS.contains(&k.as_str())) {
-            let extra: serde_json::Map<String, Value> = rec
-                .iter()
-                .filter(|(k, _)| !RECORD_KEYS.contains(&k.as_str()))
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect();
-            if !extra.is_empty() {
-                out.push(b',');
-                let _ = serde_json::to_writer(&mut out, &extra);
-            }
-        }
+        rec.write_json_values(&mut out);
         out.push(b']');
     }
     out.extend_from_slice(b"]}");
@@ -246,6 +225,7 @@ pub(crate) fn start(
         "t": "load",
         "path": path.to_string_lossy(),
         "hook": "packet",
+        "keys": RECORD_KEYS,
         "pass_config": opts.pass_config,
         "config": opts.config,
     });

@@ -18,8 +18,6 @@ import types
 
 MAX_FRAME = 64 << 20
 MAX_SLEEP = 60.0
-KEYS = ("src_ip", "dst_ip", "src_port", "dst_port", "protocol_num", "protocol_name",
-        "state", "timestamp", "session_id", "payload")
 
 # The protocol gets its own copy of fd 1; fd 1 itself is pointed at stderr so that stray
 # writes from C code or subprocesses can never corrupt a frame. Python-level prints are
@@ -263,6 +261,8 @@ class Host:
         self.max_peers = 4096
         self.batches = asyncio.Queue()
         self.pending = 0
+        # PokieStream's record keys, sent by the host with the packet hook's load message.
+        self.keys = ()
 
     def load(self, msg):
         mod, reply = try_load(msg["path"], msg["hook"])
@@ -272,6 +272,7 @@ class Host:
             self.pass_config = bool(msg.get("pass_config"))
             self.config = namespace(msg.get("config"))
             self.max_peers = int(msg.get("max_peers") or 4096)
+            self.keys = tuple(msg.get("keys") or ())
         sys.stdout.flush()
         send(reply)
 
@@ -333,11 +334,9 @@ class Host:
         while True:
             seq, rows = await self.batches.get()
             records = []
+            keys = self.keys
             for row in rows:
-                rec = dict(zip(KEYS, row))
-                if len(row) > len(KEYS) and isinstance(row[-1], dict):
-                    rec.update(row[-1])
-                records.append(rec)
+                records.append(dict(zip(keys, row)))
             extra = (self.config,) if self.pass_config else ()
             failed, errors = 0, []
             bulk = getattr(self.mod, "receiver_bulk", None)

@@ -26,6 +26,12 @@ impl Output {
         Self { format: cfg.format, color: cfg.color, rdns, out, buf: Vec::with_capacity(1 << 16) }
     }
 
+    /// Whether the format shows the flow summary's history and Community ID (only apiary's
+    /// native JSON does).
+    pub fn wants_details(cfg: &OutputConfig) -> bool {
+        matches!(cfg.format, OutputFormat::Json)
+    }
+
     /// Formats one record into the internal buffer (flushed by [`Output::flush`] or when large).
     pub fn write(&mut self, e: &Event) -> io::Result<()> {
         match self.format {

@@ -12,6 +12,7 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::net::IpAddr;
 
+use apiary_event::encode::packet_log::Field;
 use apiary_event::{FlowState, Timestamp, Transport};
 use uuid::Uuid;
 
@@ -20,7 +21,7 @@ use crate::decode::tcp_flags::{ACK, FIN, RST, SYN};
 use crate::decode::{L4, Packet, addr_bytes};
 use crate::extract::{self, Extract, PayloadKind};
 use crate::filter::{NameFilter, PayloadFilters};
-use crate::record::{Emitter, RecordSink, Spec, Summary};
+use crate::record::{Community, Emitter, RecordSink, Spec, Summary};
 use history::History;
 
 const MICROS: i64 = 1_000_000;
@@ -149,6 +150,21 @@ impl FlowKey {
     }
 }
 
+/// Whether endpoint `a` sorts at or before `b` when both are compared as PokieStream's
+/// `(str(ip), str(port))` tuples; the text goes into reused buffers, not new strings.
+fn text_order(a: (IpAddr, u16), b: (IpAddr, u16), scratch: &mut [Vec<u8>; 2]) -> bool {
+    let [x, y] = scratch;
+    let split = |(ip, port): (IpAddr, u16), buf: &mut Vec<u8>| {
+        buf.clear();
+        Field::Ip(ip).write_text(buf);
+        let at = buf.len();
+        Field::Int(u32::from(port)).write_text(buf);
+        at
+    };
+    let (i, j) = (split(a, x), split(b, y));
+    (x.get(..i), x.get(i..)) <= (y.get(..j), y.get(j..))
+}
+
 /// Records held back while a TCP payload filter waits for the initiator's first bytes.
 #[derive(Debug)]
 struct Pending {
@@ -187,14 +203,8 @@ impl FlowEntry {
             resp_packets: self.resp_packets,
             resp_bytes: self.resp_bytes,
             duration_us: self.last.micros_since(self.first),
-            history: self.history.as_str().to_owned(),
-            community_id: community_id::ports(
-                self.init.0,
-                self.init.1,
-                self.resp.0,
-                self.resp.1,
-                proto,
-            ),
+            history: self.history,
+            community: Community::Ports(self.init, self.resp, proto),
         }
     }
 }
@@ -245,6 +255,8 @@ pub struct Tracker {
     counter: u64,
     reassembling: usize,
     stats: TrackStats,
+    /// Reused buffers for comparing endpoints as text.
+    scratch: [Vec<u8>; 2],
 }
 
 impl Tracker {
@@ -268,6 +280,7 @@ impl Tracker {
             counter: 0,
             reassembling: 0,
             stats: TrackStats::default(),
+            scratch: [Vec::with_capacity(64), Vec::with_capacity(64)],
         }
     }
 
@@ -415,9 +428,7 @@ impl Tracker {
         let (src, sport, dst, dport, transport) = if key.proto == 6 {
             // PokieStream reports TCP expiry in its canonical key order: (ip, port) compared
             // as strings, smaller first.
-            let a = (key.a.to_string(), key.ap.to_string());
-            let b = (key.b.to_string(), key.bp.to_string());
-            if a <= b {
+            if text_order((key.a, key.ap), (key.b, key.bp), &mut self.scratch) {
                 (key.a, key.ap, key.b, key.bp, Transport::Tcp)
             } else {
                 (key.b, key.bp, key.a, key.ap, Transport::Tcp)
@@ -875,9 +886,27 @@ impl Tracker {
                 summary: None,
                 reason: None,
                 icmp: Some((ty, code)),
-                community_id: Some(community_id::icmp(p.src, p.dst, v6, ty, code)),
+                community_id: Some(Community::Icmp(p.src, p.dst, v6, ty, code)),
             },
             sink,
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_compare_as_text_like_pokiestream() {
+        let mut scratch = [Vec::new(), Vec::new()];
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        // "10.0.0.10" < "10.0.0.9" as text, the opposite of numeric order.
+        assert!(!text_order((ip("10.0.0.9"), 1), (ip("10.0.0.10"), 1), &mut scratch));
+        assert!(text_order((ip("10.0.0.10"), 1), (ip("10.0.0.9"), 1), &mut scratch));
+        // Same address: ports as text, "443" < "80".
+        assert!(text_order((ip("10.0.0.1"), 443), (ip("10.0.0.1"), 80), &mut scratch));
+        assert!(!text_order((ip("10.0.0.1"), 80), (ip("10.0.0.1"), 443), &mut scratch));
+        assert!(text_order((ip("::1"), 80), (ip("::1"), 80), &mut scratch));
     }
 }
