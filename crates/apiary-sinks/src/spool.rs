@@ -311,11 +311,7 @@ impl DiskSpool {
         for event in events {
             let start = self.buf.len();
             self.buf.extend_from_slice(&[0u8; HEADER]);
-            // Serialising our own types into a Vec cannot fail (see apiary_event::encode).
-            if serde_json::to_writer(&mut self.buf, &**event).is_err() {
-                self.buf.truncate(start);
-                continue;
-            }
+            apiary_event::encode::json::write(event, &mut self.buf);
             let body = self.buf.get(start + HEADER..).unwrap_or_default();
             let len = u32::try_from(body.len()).unwrap_or(u32::MAX);
             let crc = crc32fast::hash(body);
@@ -471,13 +467,26 @@ impl DiskSpool {
         if !self.dirty || (!force && self.last_sync.elapsed() < self.sync_interval) {
             return Ok(());
         }
-        if let Some(w) = &self.writer {
-            w.sync_data()?;
-        }
-        self.cursor.sync_data()?;
+        off_worker(|| {
+            if let Some(w) = &self.writer {
+                w.sync_data()?;
+            }
+            self.cursor.sync_data()
+        })?;
         self.dirty = false;
         self.last_sync = Instant::now();
         Ok(())
+    }
+}
+
+/// Runs `f`, which may wait on the disk (`fsync` can take tens of milliseconds on a busy
+/// disk), without stalling the runtime worker that calls it: on a multi-threaded runtime the
+/// worker's other tasks, such as listeners, move to another thread meanwhile.
+fn off_worker<T>(f: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
+        _ => f(),
     }
 }
 
