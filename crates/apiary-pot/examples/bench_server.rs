@@ -1,6 +1,10 @@
 //! Benchmark target for `bench/services/run.sh`: serves one emulator (or a bare tokio server
 //! that answers without parsing or logging) on 127.0.0.1 and prints its port; every event is
 //! counted by an in-memory emitter so logging cost is included.
+//!
+//! Modes: `bare` (HTTP anchor), `udp-bare` (UDP anchor: each datagram sent back with the DNS
+//! response bit set, no parsing or logging), or a plugin name or script path served by a pot
+//! (`web`, `dns`, `hashcount`, `plugins/hashcount.lua`).
 #![allow(clippy::print_stdout, clippy::unwrap_used, missing_docs)]
 
 use std::sync::Arc;
@@ -39,11 +43,27 @@ async fn bare() {
     }
 }
 
+async fn udp_bare() {
+    let s = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    println!("{}", s.local_addr().unwrap().port());
+    let mut buf = [0u8; 1500];
+    loop {
+        let Ok((n, from)) = s.recv_from(&mut buf).await else { continue };
+        if let Some(flags) = buf.get_mut(2) {
+            *flags |= 0x80;
+        }
+        let _ = s.send_to(&buf[..n], from).await;
+    }
+}
+
 #[tokio::main]
 async fn main() {
     let mode = std::env::args().nth(1).unwrap_or_else(|| "web".into());
     if mode == "bare" {
         return bare().await;
+    }
+    if mode == "udp-bare" {
+        return udp_bare().await;
     }
     let (plugin, port) = match mode.as_str() {
         "web" => ("web".to_owned(), "tcp:0"),
