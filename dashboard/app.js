@@ -207,6 +207,44 @@ function drawChart(canvas, timeline) {
   }
 }
 
+// The source map: equirectangular, x = longitude, y = -latitude, on the hand-drawn outline in
+// world.js; one dot per whole-degree cell, its area proportional to the events from there.
+const SVG = 'http://www.w3.org/2000/svg';
+function svg(tag, attrs) {
+  const e = document.createElementNS(SVG, tag);
+  for (const [k, v] of Object.entries(attrs || {})) e.setAttribute(k, String(v));
+  return e;
+}
+
+function drawMap(map, points) {
+  clear(map);
+  for (let lon = -150; lon <= 150; lon += 30) map.append(svg('line', { class: 'grat', x1: lon, y1: -85, x2: lon, y2: 60 }));
+  for (let lat = -60; lat <= 80; lat += 30) map.append(svg('line', { class: 'grat', x1: -180, y1: -lat, x2: 180, y2: -lat }));
+  for (const ring of window.APIARY_WORLD || []) {
+    map.append(svg('polygon', { class: 'land', points: ring.map(([x, y]) => `${x},${-y}`).join(' ') }));
+  }
+  const max = Math.max(1, ...points.map((p) => p.count));
+  // Smallest last, so a busy cell never hides a quiet neighbour.
+  for (const p of [...points].sort((a, b) => b.count - a.count)) {
+    const dot = svg('circle', { class: 'dot', cx: p.lon, cy: -p.lat, r: (0.8 + 5 * Math.sqrt(p.count / max)).toFixed(2) });
+    const title = svg('title');
+    title.textContent = `${p.lat}°, ${p.lon}°: ${fmtNum(p.count)} events`;
+    dot.append(title);
+    map.append(dot);
+  }
+}
+
+function showGeo(ov) {
+  // No GeoIP database configured: no map, no message, nothing to fail.
+  $('ov-geo').hidden = !ov.geoip;
+  if (!ov.geoip) return;
+  topTable($('ov-countries-t'), ov.top_countries, (r) => r.key);
+  const map = $('ov-map');
+  map.style.display = ov.map.length || !ov.top_countries.length ? '' : 'none';
+  $('ov-map-note').textContent = ov.map.length ? `(${fmtNum(ov.map.length)} places)` : (ov.top_countries.length ? '(a Country database has no locations: countries only)' : '');
+  drawMap(map, ov.map);
+}
+
 async function loadOverview() {
   const [ov, nodes] = await Promise.all([api(`/stats/overview?since=${state.overviewRange}`), api('/nodes')]);
   if (state.page !== 'overview') return;
@@ -221,6 +259,7 @@ async function loadOverview() {
   topTable($('ov-cmds-t'), ov.top_commands, (r) => printable(r.key));
   topTable($('ov-svc-t'), ov.top_services, (r) => r.key);
   topTable($('ov-kinds-t'), ov.top_kinds, (r) => r.key);
+  showGeo(ov);
 }
 
 $('range').addEventListener('click', (ev) => {

@@ -66,6 +66,8 @@ pub struct CoreConfig {
     pub ingest_batch: usize,
     /// Events buffered between connections and the store; readers wait when it is full.
     pub ingest_queue: usize,
+    /// MaxMind GeoIP database for the dashboard's source countries and map (none bundled).
+    pub geoip: Option<PathBuf>,
 }
 
 impl Default for CoreConfig {
@@ -88,6 +90,7 @@ impl Default for CoreConfig {
             write_timeout: Duration::from_secs(30),
             ingest_batch: 2000,
             ingest_queue: 20_000,
+            geoip: None,
         }
     }
 }

@@ -79,6 +79,10 @@ pub struct CoreSettings {
     /// picks a free port).
     #[serde(default)]
     pub http: Option<SocketAddr>,
+    /// A MaxMind GeoIP2/GeoLite2 Country or City database (`.mmdb`) for the dashboard's source
+    /// countries and map; none is bundled, and without one the map is not shown.
+    #[serde(default)]
+    pub geoip: Option<PathBuf>,
 }
 
 fn default_listen() -> SocketAddr {
@@ -117,6 +121,7 @@ impl Default for CoreSettings {
             ingest_queue: default_queue(),
             max_connections: default_connections(),
             http: None,
+            geoip: None,
         }
     }
 }
@@ -150,6 +155,11 @@ impl CoreSettings {
         }
         if self.ingest_queue == 0 || self.max_connections == 0 {
             errs.push("ingest_queue and max_connections must be above zero".into());
+        }
+        if let Some(p) = &self.geoip
+            && !p.is_file()
+        {
+            errs.push(format!("geoip: {} is not a readable file", p.display()));
         }
         for n in &self.tls_names {
             if rustls::pki_types::ServerName::try_from(n.as_str()).is_err() {
@@ -186,6 +196,7 @@ impl CoreSettings {
             ingest_batch: self.ingest_batch,
             ingest_queue: self.ingest_queue,
             max_connections: self.max_connections,
+            geoip: self.geoip.clone(),
             ..CoreConfig::default()
         }
     }

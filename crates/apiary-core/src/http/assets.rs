@@ -12,6 +12,11 @@ const INDEX: &[u8] = include_bytes!("../../../../dashboard/index.html");
 const FILES: &[(&str, &str, &[u8])] = &[
     ("app.js", "text/javascript; charset=utf-8", include_bytes!("../../../../dashboard/app.js")),
     ("style.css", "text/css; charset=utf-8", include_bytes!("../../../../dashboard/style.css")),
+    (
+        "world.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../../../dashboard/world.js"),
+    ),
     ("favicon.svg", "image/svg+xml", include_bytes!("../../../../dashboard/favicon.svg")),
 ];
 

@@ -6,15 +6,19 @@
 //! `rollup_*`) and two expression indexes on `events` (session and service are inside the JSON
 //! `body`); it only reads the node server's tables. On SQLite a background task folds new event
 //! rows (by `rowid`, which grows in commit order because SQLite has one writer) into per-minute
-//! totals and per-hour top-N counters, so the overview reads a few thousand rollup rows
-//! instead of millions of events. PostgreSQL answers the same questions with direct `GROUP BY`
-//! queries; both paths align ranges to whole hours (top lists) and minutes (timeline), so they
-//! return the same figures.
+//! totals and per-hour and per-day counters for each dimension (source, credential, command,
+//! service, kind). A range reads whole days from the day tier and at most 23 edge hours at each
+//! end from the hour tier, and each top list is found exactly with the threshold algorithm
+//! (see [`top_exact`]): it reads only the head of each bucket's counters, largest first, and
+//! stops once no key it has not seen can reach the list. PostgreSQL answers the same questions
+//! with direct `GROUP BY` queries; both paths align ranges to whole hours (top lists) and
+//! minutes (timeline), so they return the same figures.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::str::FromStr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use apiary_event::{Event, Timestamp};
@@ -29,9 +33,17 @@ use uuid::Uuid;
 
 use super::HttpError;
 use super::auth::{Principal, Role};
+use super::geo::{self, GeoIp};
 
 const MINUTE: i64 = 60_000_000;
 const HOUR: i64 = 3_600_000_000;
+const DAY: i64 = 24 * HOUR;
+/// Bumped when the rollup tables change meaning; a mismatch refolds every event.
+const ROLLUP_VERSION: i64 = 2;
+/// Head of each bucket's counters read in the threshold algorithm's first round.
+const TOP_FIRST_DEPTH: i64 = 64;
+/// Past this depth a top list is summed over every counter of the range instead.
+const TOP_MAX_DEPTH: i64 = 16_384;
 /// Longest key kept in the top lists (characters); attacker input can be any length.
 const KEY_CHARS: usize = 200;
 /// Rows folded per rollup transaction.
@@ -45,6 +57,12 @@ const DIM_CRED: i64 = 2;
 const DIM_CMD: i64 = 3;
 const DIM_SERVICE: i64 = 4;
 const DIM_KIND: i64 = 5;
+/// Source country (ISO code), with a GeoIP database.
+const DIM_COUNTRY: i64 = 6;
+/// Source map cell (`LAT,LON` in whole degrees), with a GeoIP City database.
+const DIM_CELL: i64 = 7;
+/// Most map cells an overview returns.
+const MAP_CELLS: usize = 500;
 
 const SQLITE_SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS api_tokens (
@@ -58,6 +76,7 @@ const SQLITE_SCHEMA: &[&str] = &[
     "CREATE INDEX IF NOT EXISTS http_events_service ON events (json_extract(body, '$.service'), time)",
     "CREATE INDEX IF NOT EXISTS http_events_src_time ON events (src_ip, time, id)",
     "CREATE TABLE IF NOT EXISTS rollup_state (id INTEGER PRIMARY KEY, last_rowid BIGINT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS rollup_meta (name TEXT PRIMARY KEY, value BIGINT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS rollup_minute (bucket BIGINT PRIMARY KEY, n BIGINT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS rollup_hour (
         dim BIGINT NOT NULL,
@@ -65,7 +84,64 @@ const SQLITE_SCHEMA: &[&str] = &[
         key TEXT NOT NULL,
         n BIGINT NOT NULL,
         PRIMARY KEY (dim, bucket, key)) WITHOUT ROWID",
+    "CREATE TABLE IF NOT EXISTS rollup_day (
+        dim BIGINT NOT NULL,
+        bucket BIGINT NOT NULL,
+        key TEXT NOT NULL,
+        n BIGINT NOT NULL,
+        PRIMARY KEY (dim, bucket, key)) WITHOUT ROWID",
+    // Each bucket's counters, largest first: the head the threshold algorithm reads.
+    "CREATE INDEX IF NOT EXISTS rollup_hour_rank ON rollup_hour (dim, bucket, n)",
+    "CREATE INDEX IF NOT EXISTS rollup_day_rank ON rollup_day (dim, bucket, n)",
 ];
+
+/// The two counter tiers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tier {
+    Hour,
+    Day,
+}
+
+impl Tier {
+    fn table(self) -> &'static str {
+        match self {
+            Tier::Hour => "rollup_hour",
+            Tier::Day => "rollup_day",
+        }
+    }
+}
+
+/// A run of buckets of one tier: `[start, end)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Run {
+    tier: Tier,
+    start: i64,
+    end: i64,
+}
+
+impl Run {
+    fn buckets(self) -> impl Iterator<Item = i64> {
+        let step = match self.tier {
+            Tier::Hour => HOUR,
+            Tier::Day => DAY,
+        };
+        (0..(self.end - self.start).max(0) / step).map(move |i| self.start + i * step)
+    }
+}
+
+/// The runs that cover `[s, u)` (whole hours): whole days from the day tier, the rest (at
+/// most 23 hours at each end) from the hour tier.
+fn cover(s: i64, u: i64) -> Vec<Run> {
+    let (d0, d1) = (ceil_to(s, DAY), floor_to(u, DAY));
+    if d0 >= d1 {
+        return vec![Run { tier: Tier::Hour, start: s, end: u }];
+    }
+    vec![
+        Run { tier: Tier::Hour, start: s, end: d0 },
+        Run { tier: Tier::Day, start: d0, end: d1 },
+        Run { tier: Tier::Hour, start: d1, end: u },
+    ]
+}
 
 const PG_SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS api_tokens (
@@ -137,6 +213,9 @@ macro_rules! on_pool {
 pub struct Db {
     inner: Inner,
     rollup_lock: Arc<tokio::sync::Mutex<()>>,
+    geo: Option<Arc<GeoIp>>,
+    /// Whether the rollups were checked against this layout and GeoIP database.
+    rollups_checked: Arc<AtomicBool>,
 }
 
 /// A filter over stored events; newest first, keyset-paged with `before`.
@@ -242,8 +321,25 @@ pub struct Overview {
     pub top_kinds: Vec<TopEntry>,
     /// Events over time.
     pub timeline: Timeline,
+    /// Whether a GeoIP database is configured (without one the two lists below are empty).
+    pub geoip: bool,
+    /// Busiest source countries (ISO codes).
+    pub top_countries: Vec<TopEntry>,
+    /// Where sources are, by whole-degree cell (City databases), busiest first, at most 500.
+    pub map: Vec<MapPoint>,
     /// `rollup` (SQLite) or `direct` (PostgreSQL, or a rollup still catching up).
     pub source: &'static str,
+}
+
+/// Events from one map cell.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MapPoint {
+    /// Latitude (whole degrees).
+    pub lat: i32,
+    /// Longitude (whole degrees).
+    pub lon: i32,
+    /// How many events.
+    pub count: i64,
 }
 
 /// One group of an alert digest: (kind, service, source) in one window.
@@ -373,7 +469,19 @@ impl Db {
         } else {
             return Err(HttpError::Invalid(format!("unsupported database URL {url:?}")));
         };
-        Ok(Self { inner, rollup_lock: Arc::new(tokio::sync::Mutex::new(())) })
+        Ok(Self {
+            inner,
+            rollup_lock: Arc::new(tokio::sync::Mutex::new(())),
+            geo: None,
+            rollups_checked: Arc::new(AtomicBool::new(false)),
+        })
+    }
+
+    /// Places sources with `geo` (country and map cell) in the overview. Only the handle that
+    /// folds the rollups needs it; the rollups are refolded when the database changes.
+    pub fn with_geoip(mut self, geo: Option<Arc<GeoIp>>) -> Self {
+        self.geo = geo;
+        self
     }
 
     /// Closes the pool.
@@ -656,7 +764,7 @@ impl Db {
         if let Inner::Sqlite(pool) = &self.inner
             && self.catch_up(ROLLUP_ON_REQUEST).await?
         {
-            return rollup_overview(pool, since, until, limit).await;
+            return rollup_overview(pool, self.geo.is_some(), since, until, limit).await;
         }
         self.overview_direct(since, until, limit).await
     }
@@ -712,7 +820,37 @@ impl Db {
             for r in &rows {
                 minutes.push((r.try_get::<i64, _>("b")?, r.try_get::<i64, _>("n")?));
             }
-            Ok(assemble(s, u, step, lists, &minutes, "direct"))
+            let places = match &self.geo {
+                Some(g) => {
+                    let rows = sqlx::query(
+                        "SELECT src_ip, COUNT(*) AS n FROM events
+                         WHERE time >= $1 AND time < $2 AND src_ip IS NOT NULL GROUP BY src_ip",
+                    )
+                    .bind(s)
+                    .bind(u)
+                    .fetch_all(pool)
+                    .await?;
+                    let mut countries: HashMap<String, i64> = HashMap::new();
+                    let mut cells: HashMap<String, i64> = HashMap::new();
+                    for r in &rows {
+                        let Ok(ip) = r.try_get::<String, _>("src_ip")?.parse::<IpAddr>() else {
+                            continue;
+                        };
+                        let n: i64 = r.try_get("n")?;
+                        if let Some(p) = g.locate(ip) {
+                            if let Some(c) = p.country {
+                                *countries.entry(c).or_default() += n;
+                            }
+                            if let Some(c) = p.cell {
+                                *cells.entry(geo::cell_key(c)).or_default() += n;
+                            }
+                        }
+                    }
+                    Some((largest(countries, limit as usize), largest(cells, MAP_CELLS)))
+                }
+                None => None,
+            };
+            Ok(assemble(s, u, step, lists, &minutes, places, "direct"))
         })
     }
 
@@ -721,9 +859,14 @@ impl Db {
     pub async fn catch_up(&self, max_rows: u64) -> Result<bool, HttpError> {
         let Inner::Sqlite(pool) = &self.inner else { return Ok(false) };
         let _guard = self.rollup_lock.lock().await;
+        if !self.rollups_checked.load(Ordering::Acquire) {
+            let epoch = self.geo.as_ref().map_or(0, |g| g.build_epoch());
+            reset_stale_rollups(pool, epoch).await?;
+            self.rollups_checked.store(true, Ordering::Release);
+        }
         let mut done = 0u64;
         loop {
-            let n = fold_chunk(pool).await?;
+            let n = fold_chunk(pool, self.geo.as_deref()).await?;
             done += n;
             if n < ROLLUP_CHUNK as u64 {
                 return Ok(true);
@@ -749,12 +892,21 @@ fn decode_bodies(
     Ok(out)
 }
 
+/// The `k` largest counts, ordered like the SQL top lists (count descending, then key).
+fn largest(counts: HashMap<String, i64>, k: usize) -> Vec<TopEntry> {
+    let mut all: Vec<(String, i64)> = counts.into_iter().collect();
+    all.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    all.truncate(k);
+    all.into_iter().map(|(key, count)| TopEntry { key, count }).collect()
+}
+
 fn assemble(
     s: i64,
     u: i64,
     step: i64,
     mut lists: Vec<Vec<TopEntry>>,
     minutes: &[(i64, i64)],
+    places: Option<(Vec<TopEntry>, Vec<TopEntry>)>,
     source: &'static str,
 ) -> Overview {
     let kinds = lists.pop().unwrap_or_default();
@@ -789,35 +941,33 @@ fn assemble(
         top_services: services,
         top_kinds: kinds,
         timeline: Timeline { step_secs: step / 1_000_000, points },
+        geoip: places.is_some(),
+        top_countries: places.as_ref().map(|p| p.0.clone()).unwrap_or_default(),
+        map: places
+            .map(|p| p.1)
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|t| {
+                geo::parse_cell(&t.key).map(|(lat, lon)| MapPoint { lat, lon, count: t.count })
+            })
+            .collect(),
         source,
     }
 }
 
 async fn rollup_overview(
     pool: &Pool<Sqlite>,
+    geoip: bool,
     since: Timestamp,
     until: Timestamp,
     limit: i64,
 ) -> Result<Overview, HttpError> {
     let (s, u, step) = align(since, until);
     let limit = limit.clamp(1, 100);
+    let cover = cover(s, u);
     let mut lists = Vec::new();
     for dim in [DIM_SRC, DIM_CRED, DIM_CMD, DIM_SERVICE, DIM_KIND] {
-        let rows = sqlx::query(
-            "SELECT key, SUM(n) AS n FROM rollup_hour WHERE dim = $1 AND bucket >= $2 AND bucket < $3
-             GROUP BY key ORDER BY n DESC, key LIMIT $4",
-        )
-        .bind(dim)
-        .bind(s)
-        .bind(u)
-        .bind(limit)
-        .fetch_all(pool)
-        .await?;
-        let mut l = Vec::with_capacity(rows.len());
-        for r in &rows {
-            l.push(TopEntry { key: r.try_get("key")?, count: r.try_get("n")? });
-        }
-        lists.push(l);
+        lists.push(top_exact(pool, dim, &cover, limit as usize).await?);
     }
     let rows =
         sqlx::query("SELECT bucket, n FROM rollup_minute WHERE bucket >= $1 AND bucket < $2")
@@ -829,12 +979,198 @@ async fn rollup_overview(
     for r in &rows {
         minutes.push((r.try_get::<i64, _>("bucket")?, r.try_get::<i64, _>("n")?));
     }
-    Ok(assemble(s, u, step, lists, &minutes, "rollup"))
+    let places = if geoip {
+        Some((
+            top_exact(pool, DIM_COUNTRY, &cover, limit as usize).await?,
+            top_exact(pool, DIM_CELL, &cover, MAP_CELLS).await?,
+        ))
+    } else {
+        None
+    };
+    Ok(assemble(s, u, step, lists, &minutes, places, "rollup"))
+}
+
+/// What the threshold algorithm knows about one key after reading the buckets' heads.
+#[derive(Debug, Default)]
+struct Seen {
+    /// Sum of the counts read (a lower bound of the key's total).
+    sum: i64,
+    /// Sum of the depth floors of the buckets it was read in.
+    floors: i64,
+}
+
+/// The `k` largest keys of `dim` over the buckets of `cover`, exact, ordered like the direct
+/// query (count descending, then key).
+///
+/// Fagin's threshold algorithm over the buckets' counters: read the `depth` largest counters
+/// of every bucket; a bucket's *floor* is its `depth`-th count (0 when it has fewer counters,
+/// then it was read whole). A key never read has at most the sum of all floors, `T`; a key read
+/// in some buckets has at most its read sum plus the floors of the others. The keys whose
+/// bound reaches the `k`-th largest read sum get their exact totals by primary-key lookups;
+/// when the `k`-th exact total is above `T`, no other key can enter the list and it is final.
+/// Otherwise the depth grows fourfold; past [`TOP_MAX_DEPTH`] every counter in the range is
+/// summed (the cost of a flat distribution, still exact).
+async fn top_exact(
+    pool: &Pool<Sqlite>,
+    dim: i64,
+    cover: &[Run],
+    k: usize,
+) -> Result<Vec<TopEntry>, HttpError> {
+    let mut depth = TOP_FIRST_DEPTH.max(4 * k as i64);
+    while depth <= TOP_MAX_DEPTH {
+        let mut seen: HashMap<String, Seen> = HashMap::new();
+        let mut threshold = 0i64;
+        for run in cover {
+            let sql = format!(
+                "SELECT key, n FROM {} WHERE dim = $1 AND bucket = $2 ORDER BY n DESC LIMIT $3",
+                run.tier.table()
+            );
+            for b in run.buckets() {
+                let rows = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
+                    .bind(dim)
+                    .bind(b)
+                    .bind(depth)
+                    .fetch_all(pool)
+                    .await?;
+                let floor = if rows.len() as i64 == depth {
+                    rows.last().map(|r| r.try_get::<i64, _>("n")).transpose()?.unwrap_or(0)
+                } else {
+                    0
+                };
+                threshold += floor;
+                for r in &rows {
+                    let e = seen.entry(r.try_get("key")?).or_default();
+                    e.sum += r.try_get::<i64, _>("n")?;
+                    e.floors += floor;
+                }
+            }
+        }
+        // The k-th largest lower bound: keys whose upper bound is below it cannot be listed.
+        let mut lows: Vec<i64> = seen.values().map(|v| v.sum).collect();
+        lows.sort_unstable_by(|a, b| b.cmp(a));
+        let kth_low = lows.get(k - 1).copied().unwrap_or(0);
+        let mut exact: Vec<(String, i64)> = Vec::new();
+        let mut unsure: Vec<String> = Vec::new();
+        for (key, v) in seen {
+            let upper = v.sum + (threshold - v.floors);
+            if upper == v.sum {
+                exact.push((key, v.sum));
+            } else if upper >= kth_low {
+                unsure.push(key);
+            }
+        }
+        for chunk in unsure.chunks(400) {
+            exact.extend(sum_keys(pool, dim, cover, chunk).await?);
+        }
+        exact.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        exact.truncate(k);
+        let settled = match exact.get(k - 1) {
+            Some(&(_, kth)) => kth > threshold,
+            None => threshold == 0,
+        };
+        if settled {
+            return Ok(exact.into_iter().map(|(key, count)| TopEntry { key, count }).collect());
+        }
+        depth *= 4;
+    }
+    top_by_sum(pool, dim, cover, k).await
+}
+
+/// Exact totals of `keys` over the buckets of `cover` (primary-key lookups).
+async fn sum_keys(
+    pool: &Pool<Sqlite>,
+    dim: i64,
+    cover: &[Run],
+    keys: &[String],
+) -> Result<Vec<(String, i64)>, HttpError> {
+    let mut totals: HashMap<String, i64> = HashMap::new();
+    for run in cover {
+        if run.buckets().next().is_none() {
+            continue;
+        }
+        // `bucket IN (...) AND key IN (...)`: SQLite seeks the primary key for each pair
+        // instead of scanning every counter of the run.
+        let mut qb = QueryBuilder::<Sqlite>::new("SELECT key, SUM(n) AS n FROM ");
+        qb.push(run.tier.table()).push(" WHERE dim = ").push_bind(dim).push(" AND bucket IN (");
+        let mut sep = qb.separated(", ");
+        for b in run.buckets() {
+            sep.push_bind(b);
+        }
+        qb.push(") AND key IN (");
+        let mut sep = qb.separated(", ");
+        for k in keys {
+            sep.push_bind(k.as_str());
+        }
+        qb.push(") GROUP BY key");
+        for r in qb.build().fetch_all(pool).await? {
+            *totals.entry(r.try_get("key")?).or_default() += r.try_get::<i64, _>("n")?;
+        }
+    }
+    Ok(totals.into_iter().collect())
+}
+
+/// The top list by summing every counter of the range (the threshold algorithm's fallback).
+async fn top_by_sum(
+    pool: &Pool<Sqlite>,
+    dim: i64,
+    cover: &[Run],
+    k: usize,
+) -> Result<Vec<TopEntry>, HttpError> {
+    let mut totals: HashMap<String, i64> = HashMap::new();
+    for run in cover {
+        let sql = format!(
+            "SELECT key, SUM(n) AS n FROM {} WHERE dim = $1 AND bucket >= $2 AND bucket < $3
+             GROUP BY key",
+            run.tier.table()
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(dim)
+            .bind(run.start)
+            .bind(run.end)
+            .fetch_all(pool)
+            .await?;
+        for r in &rows {
+            *totals.entry(r.try_get("key")?).or_default() += r.try_get::<i64, _>("n")?;
+        }
+    }
+    Ok(largest(totals, k))
+}
+
+/// Empties the rollups when they were folded by an older layout or with another GeoIP
+/// database (`geoip`: its build epoch, 0 for none), so they are refolded.
+async fn reset_stale_rollups(pool: &Pool<Sqlite>, geoip: i64) -> Result<(), HttpError> {
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    let mut meta = HashMap::new();
+    for r in sqlx::query("SELECT name, value FROM rollup_meta").fetch_all(&mut *tx).await? {
+        meta.insert(r.try_get::<String, _>("name")?, r.try_get::<i64, _>("value")?);
+    }
+    if meta.get("version") != Some(&ROLLUP_VERSION) || meta.get("geoip") != Some(&geoip) {
+        if meta.contains_key("version") {
+            tracing::info!("stats rollups are refolded (new layout or GeoIP database)");
+        }
+        for table in ["rollup_state", "rollup_minute", "rollup_hour", "rollup_day"] {
+            sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {table}")))
+                .execute(&mut *tx)
+                .await?;
+        }
+        for (name, value) in [("version", ROLLUP_VERSION), ("geoip", geoip)] {
+            sqlx::query(
+                "INSERT INTO rollup_meta (name, value) VALUES ($1, $2)
+                 ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+            )
+            .bind(name)
+            .bind(value)
+            .execute(&mut *tx)
+            .await?;
+        }
+    }
+    tx.commit().await?;
+    Ok(())
 }
 
 /// Folds up to one chunk of new event rows into the rollups in one write transaction
 /// (`BEGIN IMMEDIATE`, so no writer can commit rows between our read and our write).
-async fn fold_chunk(pool: &Pool<Sqlite>) -> Result<u64, HttpError> {
+async fn fold_chunk(pool: &Pool<Sqlite>, geo: Option<&GeoIp>) -> Result<u64, HttpError> {
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
     let last: i64 = sqlx::query("SELECT last_rowid FROM rollup_state WHERE id = 1")
         .fetch_optional(&mut *tx)
@@ -861,18 +1197,29 @@ async fn fold_chunk(pool: &Pool<Sqlite>) -> Result<u64, HttpError> {
     }
     let mut minutes: HashMap<i64, i64> = HashMap::new();
     let mut hours: HashMap<(i64, i64, String), i64> = HashMap::new();
+    let mut days: HashMap<(i64, i64, String), i64> = HashMap::new();
     let mut max_rowid = last;
     for r in &rows {
         max_rowid = max_rowid.max(r.try_get::<i64, _>("r")?);
         let time: i64 = r.try_get("time")?;
         *minutes.entry(floor_to(time, MINUTE)).or_default() += 1;
-        let hour = floor_to(time, HOUR);
+        let (hour, day) = (floor_to(time, HOUR), floor_to(time, DAY));
         let mut bump = |dim: i64, key: Option<String>| {
             if let Some(k) = key {
-                *hours.entry((dim, hour, clip_key(&k))).or_default() += 1;
+                let k = clip_key(&k);
+                *days.entry((dim, day, k.clone())).or_default() += 1;
+                *hours.entry((dim, hour, k)).or_default() += 1;
             }
         };
-        bump(DIM_SRC, r.try_get("src_ip")?);
+        let src: Option<String> = r.try_get("src_ip")?;
+        if let Some(g) = geo
+            && let Some(place) =
+                src.as_deref().and_then(|s| s.parse().ok()).and_then(|ip| g.locate(ip))
+        {
+            bump(DIM_COUNTRY, place.country);
+            bump(DIM_CELL, place.cell.map(geo::cell_key));
+        }
+        bump(DIM_SRC, src);
         bump(DIM_CRED, r.try_get("cred")?);
         bump(DIM_CMD, r.try_get("cmd")?);
         bump(DIM_SERVICE, r.try_get("service")?);
@@ -888,15 +1235,21 @@ async fn fold_chunk(pool: &Pool<Sqlite>) -> Result<u64, HttpError> {
         qb.push(" ON CONFLICT (bucket) DO UPDATE SET n = rollup_minute.n + excluded.n");
         qb.build().execute(&mut *tx).await?;
     }
-    let mut hrs: Vec<_> = hours.into_iter().collect();
-    hrs.sort_unstable();
-    for chunk in hrs.chunks(200) {
-        let mut qb = QueryBuilder::<Sqlite>::new("INSERT INTO rollup_hour (dim, bucket, key, n) ");
-        qb.push_values(chunk, |mut b, ((dim, bucket, key), n)| {
-            b.push_bind(*dim).push_bind(*bucket).push_bind(key.clone()).push_bind(*n);
-        });
-        qb.push(" ON CONFLICT (dim, bucket, key) DO UPDATE SET n = rollup_hour.n + excluded.n");
-        qb.build().execute(&mut *tx).await?;
+    for (tier, counters) in [(Tier::Hour, hours), (Tier::Day, days)] {
+        let mut rows: Vec<_> = counters.into_iter().collect();
+        rows.sort_unstable();
+        let table = tier.table();
+        for chunk in rows.chunks(200) {
+            let mut qb = QueryBuilder::<Sqlite>::new("INSERT INTO ");
+            qb.push(table).push(" (dim, bucket, key, n) ");
+            qb.push_values(chunk, |mut b, ((dim, bucket, key), n)| {
+                b.push_bind(*dim).push_bind(*bucket).push_bind(key.clone()).push_bind(*n);
+            });
+            qb.push(" ON CONFLICT (dim, bucket, key) DO UPDATE SET n = ")
+                .push(table)
+                .push(".n + excluded.n");
+            qb.build().execute(&mut *tx).await?;
+        }
     }
     sqlx::query(
         "INSERT INTO rollup_state (id, last_rowid) VALUES (1, $1)
@@ -931,5 +1284,55 @@ pub(crate) async fn rollup_loop(db: Db, every: Duration, cancel: CancellationTok
             _ = tokio::time::sleep(every) => {}
             _ = cancel.cancelled() => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::StoredEvent;
+    use apiary_event::Kind;
+
+    /// The threshold algorithm and its fallback (every counter summed) agree on flat and
+    /// skewed key lists, over day runs, edge hours and single hours.
+    #[tokio::test]
+    async fn threshold_algorithm_matches_the_full_sum() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite:{}", dir.path().join("core.db").display());
+        let store = crate::store::open(&url, None).await.unwrap();
+        let base = floor_to(crate::now_micros(), DAY) - 4 * DAY + 5 * HOUR;
+        let events: Vec<StoredEvent> = (0..6000i64)
+            .map(|i| {
+                let h = (i as u64).wrapping_mul(2_654_435_761) % 1_000_003;
+                let mut e = Event::at(
+                    Kind::SESSION_OPEN,
+                    Arc::from("n"),
+                    Timestamp::from_micros(base + i * 60_000_000),
+                    Uuid::now_v7(),
+                );
+                // Skewed sources, flat services: 300 and 150 keys.
+                e.src_ip = Some(format!("10.2.0.{}", (h * h / 1_000_003) % 250).parse().unwrap());
+                e.service = Some(Arc::from(format!("s{}", h % 150)));
+                StoredEvent { node_id: Some(1), event: e }
+            })
+            .collect();
+        store.insert_events(&events).await.unwrap();
+        let db = Db::open(&url, None).await.unwrap();
+        assert!(db.catch_up(u64::MAX).await.unwrap());
+        let Inner::Sqlite(pool) = &db.inner else { unreachable!() };
+        let ranges = [(base - HOUR, base + 100 * HOUR), (base + 3 * HOUR, base + 4 * HOUR)];
+        for (s, u) in ranges {
+            let (s, u, _) = align(Timestamp::from_micros(s), Timestamp::from_micros(u));
+            let runs = cover(s, u);
+            for dim in [DIM_SRC, DIM_SERVICE, DIM_KIND] {
+                for k in [1, 5, 40] {
+                    let fast = top_exact(pool, dim, &runs, k).await.unwrap();
+                    let full = top_by_sum(pool, dim, &runs, k).await.unwrap();
+                    assert_eq!(fast, full, "dim {dim} top {k} over {s}..{u}");
+                    assert!(!fast.is_empty());
+                }
+            }
+        }
+        db.close().await;
     }
 }

@@ -13,6 +13,7 @@ mod assets;
 pub mod auth;
 pub mod client;
 pub mod db;
+pub mod geo;
 mod qr;
 mod sse;
 pub mod up;
@@ -132,7 +133,15 @@ pub(crate) struct AppState {
 /// Serves the API (and the dashboard) for `core` until [`HttpHandle::shutdown`].
 pub async fn start(core: &CoreHandle, cfg: HttpConfig) -> Result<HttpHandle, HttpError> {
     let shared = core.shared.clone();
-    let db = Db::open(&shared.cfg.store_url(), shared.cfg.database_schema.as_deref()).await?;
+    // A configured GeoIP database that cannot be read stops the start: the operator asked
+    // for the map, so a typo must not silently drop it.
+    let geo = match &shared.cfg.geoip {
+        Some(path) => Some(Arc::new(geo::GeoIp::open(path)?)),
+        None => None,
+    };
+    let db = Db::open(&shared.cfg.store_url(), shared.cfg.database_schema.as_deref())
+        .await?
+        .with_geoip(geo);
     let listener = TcpListener::bind(cfg.listen)
         .await
         .map_err(|source| HttpError::Bind { addr: cfg.listen, source })?;

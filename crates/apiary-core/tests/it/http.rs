@@ -491,6 +491,193 @@ async fn sqlite_rollups_match_direct_queries() {
     core.shutdown().await;
 }
 
+/// Several days of events with long, flat-ish key lists (many ties), so the day tier, the
+/// edge hours and the threshold algorithm's deeper rounds all take part.
+fn days_of_events(n: usize, base: Timestamp) -> Vec<StoredEvent> {
+    (0..n)
+        .map(|i| {
+            let t = base.as_micros() + (i as i64) * 21_600_000; // 6 days per 24,000 events
+            let h = (i as u64).wrapping_mul(2_654_435_761) % 1_000_003;
+            let kind = if i % 3 == 0 { Kind::AUTH_ATTEMPT } else { Kind::COMMAND_INPUT };
+            let mut e =
+                Event::at(kind.clone(), Arc::from("n"), Timestamp::from_micros(t), Uuid::now_v7());
+            // 600 sources, mildly skewed: a few hundred keys per hour, none dominant.
+            let src = (h * h / 1_000_003) % 600;
+            e.src_ip = Some(format!("10.1.{}.{}", src / 200, src % 200).parse().unwrap());
+            e.service = Some(Arc::from(["ssh", "telnet"][i % 2]));
+            if kind == Kind::AUTH_ATTEMPT {
+                e.auth = Some(Box::new(Auth {
+                    method: AuthMethod::Password,
+                    username: Some(format!("u{}", h % 7)),
+                    password: Some(format!("p{}", h % 97)),
+                    success: false,
+                    extra: Default::default(),
+                }));
+            } else {
+                e.command = Some(Box::new(Command {
+                    input: format!("cat /etc/{}", (h / 7) % 300),
+                    interpreter: None,
+                    known: None,
+                }));
+            }
+            StoredEvent { node_id: Some(1), event: e }
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_day_tier_top_lists_are_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    let (core, api) = serve(config(dir.path())).await;
+    const H: i64 = 3_600_000_000;
+    let base = Timestamp::from_micros(Timestamp::now().as_micros() - 7 * 24 * H);
+    core.store().insert_events(&days_of_events(24_000, base)).await.unwrap();
+    let db = api.db();
+    assert!(db.catch_up(u64::MAX).await.unwrap());
+    let at = |h: i64| Timestamp::from_micros(base.as_micros() + h * H);
+    // Whole range; days plus both edges; a range inside one day; a single hour; empty.
+    for (since, until) in [
+        (base, Timestamp::now()),
+        (at(5), at(150)),
+        (at(30), at(100)),
+        (at(49), at(50)),
+        (at(-50), at(-20)),
+    ] {
+        for limit in [1, 3, 10, 100] {
+            let rolled = db.overview(since, until, limit).await.unwrap();
+            let direct = db.overview_direct(since, until, limit).await.unwrap();
+            assert_eq!(rolled.source, "rollup");
+            let what = format!("{since:?}..{until:?} top {limit}");
+            assert_eq!(rolled.total, direct.total, "{what}");
+            assert_eq!(rolled.top_sources, direct.top_sources, "{what}");
+            assert_eq!(rolled.top_credentials, direct.top_credentials, "{what}");
+            assert_eq!(rolled.top_commands, direct.top_commands, "{what}");
+            assert_eq!(rolled.top_services, direct.top_services, "{what}");
+            assert_eq!(rolled.top_kinds, direct.top_kinds, "{what}");
+            assert_eq!(rolled.timeline, direct.timeline, "{what}");
+        }
+    }
+    api.shutdown().await;
+    core.shutdown().await;
+}
+
+#[test]
+fn geoip_reads_country_and_city_databases() {
+    let dir = tempfile::tempdir().unwrap();
+    let city = dir.path().join("city.mmdb");
+    crate::mmdb::write(&city, "GeoLite2-City", &crate::mmdb::test_entries(), 1_700_000_000);
+    let g = http::geo::GeoIp::open(&city).unwrap();
+    assert!(g.has_locations());
+    assert_eq!(g.build_epoch(), 1_700_000_000);
+    let de = g.locate("10.1.200.7".parse().unwrap()).unwrap();
+    assert_eq!((de.country.as_deref(), de.cell), (Some("DE"), Some((53, 13))));
+    let br = g.locate("10.2.0.1".parse().unwrap()).unwrap();
+    assert_eq!((br.country.as_deref(), br.cell), (Some("BR"), Some((-24, -47))));
+    assert_eq!(g.locate("10.3.0.9".parse().unwrap()).unwrap().country.as_deref(), Some("JP"));
+    // Outside every network, the /24's neighbour, and IPv6 in an IPv4 database: unknown.
+    for miss in ["10.9.9.9", "10.3.1.1", "192.0.2.1", "2001:db8::1"] {
+        assert_eq!(g.locate(miss.parse().unwrap()), None, "{miss}");
+    }
+    let country = dir.path().join("country.mmdb");
+    let entries: Vec<_> = crate::mmdb::test_entries()
+        .into_iter()
+        .map(|e| crate::mmdb::Entry { location: None, ..e })
+        .collect();
+    crate::mmdb::write(&country, "GeoLite2-Country", &entries, 1);
+    let g = http::geo::GeoIp::open(&country).unwrap();
+    assert!(!g.has_locations());
+    let de = g.locate("10.1.0.1".parse().unwrap()).unwrap();
+    assert_eq!((de.country.as_deref(), de.cell), (Some("DE"), None));
+    // Not a MaxMind database at all.
+    let junk = dir.path().join("junk.mmdb");
+    std::fs::write(&junk, b"not a database").unwrap();
+    assert!(http::geo::GeoIp::open(&junk).is_err());
+    assert!(http::geo::GeoIp::open(&dir.path().join("missing.mmdb")).is_err());
+}
+
+/// Sources in the test GeoIP world and outside it, over two days.
+fn located_events(base: Timestamp) -> Vec<StoredEvent> {
+    let srcs = ["10.1.0.5", "10.1.9.9", "10.2.3.4", "10.3.0.7", "10.9.0.1", "2001:db8::7"];
+    (0..3000)
+        .map(|i: usize| {
+            let t = base.as_micros() + (i as i64) * 57_600_000; // 2 days per 3,000
+            let mut e = Event::at(
+                Kind::SESSION_OPEN,
+                Arc::from("n"),
+                Timestamp::from_micros(t),
+                Uuid::now_v7(),
+            );
+            // Skewed: the first sources are the busiest.
+            e.src_ip = Some(srcs[(i * i) % 31 % srcs.len()].parse().unwrap());
+            StoredEvent { node_id: Some(1), event: e }
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overview_places_sources_with_a_geoip_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let mmdb = dir.path().join("GeoLite2-City.mmdb");
+    crate::mmdb::write(&mmdb, "GeoLite2-City", &crate::mmdb::test_entries(), 1_700_000_000);
+    let mut cfg = config(&dir.path().join("core"));
+    cfg.geoip = Some(mmdb.clone());
+    let (core, api) = serve(cfg).await;
+    let base = Timestamp::from_micros(Timestamp::now().as_micros() - 50 * 3_600_000_000);
+    core.store().insert_events(&located_events(base)).await.unwrap();
+    let db = api.db();
+    assert!(db.catch_up(u64::MAX).await.unwrap());
+    let (since, until) = (base, Timestamp::now());
+    let rolled = db.overview(since, until, 10).await.unwrap();
+    let direct = db.overview_direct(since, until, 10).await.unwrap();
+    assert_eq!(rolled.source, "rollup");
+    assert!(rolled.geoip);
+    assert_eq!(rolled.top_countries, direct.top_countries);
+    assert_eq!(rolled.map, direct.map);
+    let keys: Vec<&str> = rolled.top_countries.iter().map(|t| t.key.as_str()).collect();
+    let mut sorted = keys.clone();
+    sorted.sort_unstable();
+    assert_eq!(sorted, ["BR", "DE", "JP"]);
+    // Every located event is counted once by country and once on the map.
+    let by_src = |p: &str| {
+        rolled.top_sources.iter().filter(|t| t.key.starts_with(p)).map(|t| t.count).sum::<i64>()
+    };
+    let de = rolled.top_countries.iter().find(|t| t.key == "DE").unwrap().count;
+    assert_eq!(de, by_src("10.1."));
+    assert!(rolled.map.iter().any(|p| (p.lat, p.lon, p.count) == (53, 13, de)));
+    assert_eq!(rolled.map.len(), 3);
+    assert_eq!(
+        rolled.top_countries.iter().map(|t| t.count).sum::<i64>(),
+        rolled.map.iter().map(|p| p.count).sum::<i64>()
+    );
+    // The API serves the same lists to the dashboard.
+    let admin = db.create_token("geo-admin", Role::Admin, false).await.unwrap();
+    let client = Api::new(&api.base_url(), &admin).unwrap();
+    let ov = client.overview("7d").await.unwrap();
+    assert_eq!(ov["geoip"], json!(true));
+    assert_eq!(ov["top_countries"].as_array().unwrap().len(), 3);
+    assert_eq!(ov["map"].as_array().unwrap().len(), 3);
+    api.shutdown().await;
+    core.shutdown().await;
+
+    // Restarted without the database: no map, no error, and the rollups are refolded.
+    let (core, api) = serve(config(&dir.path().join("core"))).await;
+    assert!(api.db().catch_up(u64::MAX).await.unwrap());
+    let plain = api.db().overview(since, until, 10).await.unwrap();
+    assert_eq!(plain.source, "rollup");
+    assert!(!plain.geoip && plain.top_countries.is_empty() && plain.map.is_empty());
+    assert_eq!(plain.total, rolled.total);
+    api.shutdown().await;
+    core.shutdown().await;
+
+    // A database path that does not read stops the API from starting, loudly.
+    let mut bad = config(&dir.path().join("core"));
+    bad.geoip = Some(dir.path().join("missing.mmdb"));
+    let core = start(bad).await;
+    let err = http::start(&core, http_cfg()).await.unwrap_err();
+    assert!(err.to_string().contains("missing.mmdb"), "{err}");
+    core.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn up_serves_a_real_attack_to_the_api_and_runs_node_commands() {
     let dir = tempfile::tempdir().unwrap();

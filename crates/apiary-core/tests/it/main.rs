@@ -3,6 +3,7 @@
 
 mod http;
 mod http_browser;
+mod mmdb;
 mod node_server;
 mod store;
 mod util;
