@@ -47,6 +47,9 @@ pub struct CoreConfig {
     pub tls_cert: Option<(PathBuf, PathBuf)>,
     /// Closed (default) or open enrollment.
     pub enrollment: EnrollmentMode,
+    /// Mutual TLS: nodes must present the client certificate issued to them at enrollment
+    /// (signed by the Core CA in `<data_dir>/tls`, bound to their node id).
+    pub mtls: bool,
     /// How often nodes heartbeat (HoneyBee: 30 s).
     pub heartbeat_interval: Duration,
     /// Heartbeats a node may miss before it is marked offline and disconnected.
@@ -81,6 +84,7 @@ impl Default for CoreConfig {
             tls_names: Vec::new(),
             tls_cert: None,
             enrollment: EnrollmentMode::Closed,
+            mtls: false,
             heartbeat_interval: Duration::from_secs(30),
             missed_heartbeats: 3,
             registration_timeout: Duration::from_secs(10),

@@ -34,7 +34,7 @@ pub use store::{
     AuditRecord, CommandRecord, CommandStatus, Count, EventQuery, NodeRecord, PotRecord, Store,
     StoreError, StoredEvent,
 };
-pub use tls::TlsFiles;
+pub use tls::{NodeCert, TlsFiles};
 
 pub use http::up;
 
@@ -72,6 +72,9 @@ pub enum CoreError {
     /// No such node.
     #[error("no node with id {0}")]
     NoSuchNode(i64),
+    /// No node has that name.
+    #[error("no node named {0:?}")]
+    NoNodeNamed(String),
 }
 
 pub(crate) fn now_micros() -> i64 {
@@ -103,6 +106,12 @@ impl Core {
         let store = store::open(&cfg.store_url(), cfg.database_schema.as_deref()).await?;
         store.all_offline().await?;
 
+        if cfg.mtls && cfg.transport != NodeTransport::Tls {
+            return Err(CoreError::Tls(
+                "mutual TLS needs the TLS-only transport (plain connections carry no certificate)"
+                    .into(),
+            ));
+        }
         let (acceptor, tls_files) = match cfg.transport {
             NodeTransport::Plain => {
                 tracing::warn!(
@@ -132,7 +141,19 @@ impl Core {
                         "node port accepts TLS and PLAIN TCP; plain connections are unencrypted"
                     );
                 }
-                (Some(TlsAcceptor::from(tls::server_config(&cert, &key)?)), files)
+                let client_ca = if cfg.mtls {
+                    let ca = tls::ensure_certificates(&cfg.data_dir.join("tls"), &cfg.tls_names)?
+                        .ca_cert;
+                    tracing::info!(
+                        ca = %ca.display(),
+                        "mutual TLS: nodes must present the certificate issued to them by this CA"
+                    );
+                    Some(ca)
+                } else {
+                    None
+                };
+                let config = tls::server_config(&cert, &key, client_ca.as_deref())?;
+                (Some(TlsAcceptor::from(config)), files)
             }
         };
         if cfg.enrollment == EnrollmentMode::Open {
@@ -245,6 +266,12 @@ impl CoreHandle {
         Ok(id)
     }
 
+    /// Issues node `name` a client certificate bound to its id (mutual TLS); an earlier one
+    /// stops working at once.
+    pub async fn issue_node_cert(&self, name: &str) -> Result<tls::NodeCert, CoreError> {
+        issue_cert(self.shared.store.as_ref(), &self.shared.cfg, name).await
+    }
+
     /// Removes a node record (its events stay).
     pub async fn delete_node(&self, node_id: i64) -> Result<bool, CoreError> {
         let store = &self.shared.store;
@@ -266,6 +293,32 @@ impl CoreHandle {
         self.stop_ingest.cancel();
         let _ = self.ingest_task.await;
     }
+}
+
+/// Issues node `name` a client certificate from the Core CA and binds it to its node id,
+/// replacing any earlier one (which stops working at once). Works with or without a running
+/// Core: the binding is in the store.
+pub async fn issue_node_cert(cfg: &CoreConfig, name: &str) -> Result<tls::NodeCert, CoreError> {
+    std::fs::create_dir_all(&cfg.data_dir).map_err(|source| CoreError::DataDir {
+        path: cfg.data_dir.display().to_string(),
+        source,
+    })?;
+    let store = store::open(&cfg.store_url(), cfg.database_schema.as_deref()).await?;
+    issue_cert(store.as_ref(), cfg, name).await
+}
+
+async fn issue_cert(
+    store: &dyn Store,
+    cfg: &CoreConfig,
+    name: &str,
+) -> Result<tls::NodeCert, CoreError> {
+    let node =
+        store.node_by_name(name).await?.ok_or_else(|| CoreError::NoNodeNamed(name.to_owned()))?;
+    let cert = tls::issue_node_cert(&cfg.data_dir.join("tls"), &cfg.tls_names, node.id, name)?;
+    store.set_node_cert(node.id, &cert.sha256, now_micros()).await?;
+    let detail = format!("node {name} id {} sha256 {}", node.id, cert.sha256);
+    store.audit("operator", "node.cert", &detail, now_micros()).await?;
+    Ok(cert)
 }
 
 /// Enrolls a node without a running Core (opens the store named by `cfg` directly).

@@ -354,13 +354,15 @@ async fn reject(
     .await;
 }
 
+/// The connection's byte stream and, under TLS, the SHA-256 of the client certificate the node
+/// presented (verified against the Core CA by the handshake).
 async fn open_stream(
     shared: &Shared,
     tcp: TcpStream,
     peer: SocketAddr,
     acceptor: Option<TlsAcceptor>,
     deadline: Instant,
-) -> Option<Box<dyn Io>> {
+) -> Option<(Box<dyn Io>, Option<String>)> {
     let tls = match (shared.cfg.transport, &acceptor) {
         (NodeTransport::Plain, _) | (_, None) => false,
         (NodeTransport::Tls, Some(_)) => true,
@@ -373,11 +375,15 @@ async fn open_stream(
         }
     };
     if !tls {
-        return Some(Box::new(tcp));
+        return Some((Box::new(tcp), None));
     }
     let acceptor = acceptor?;
     match timeout_at(deadline, acceptor.accept(tcp)).await {
-        Ok(Ok(s)) => Some(Box::new(s)),
+        Ok(Ok(s)) => {
+            let cert = s.get_ref().1.peer_certificates().and_then(|c| c.first());
+            let fingerprint = cert.map(|c| crate::tls::cert_sha256(c.as_ref()));
+            Some((Box::new(s), fingerprint))
+        }
         Ok(Err(e)) => {
             debug!(%peer, error = %e, "TLS handshake failed");
             shared.record_rejection(peer, None, true, &format!("TLS handshake failed: {e}"));
@@ -397,7 +403,9 @@ async fn handle(
     acceptor: Option<TlsAcceptor>,
 ) {
     let deadline = Instant::now() + shared.cfg.registration_timeout;
-    let Some(io) = open_stream(&shared, tcp, peer, acceptor, deadline).await else { return };
+    let Some((io, client_cert)) = open_stream(&shared, tcp, peer, acceptor, deadline).await else {
+        return;
+    };
     let (rd, mut wr) = tokio::io::split(io);
     let mut reader = Reader {
         rd,
@@ -446,6 +454,11 @@ async fn handle(
             return reject(&shared, &mut wr, peer, node.as_ref(), &reason).await;
         }
     };
+    if shared.cfg.mtls
+        && let Err(reason) = check_client_cert(&shared, &node, client_cert.as_deref()).await
+    {
+        return reject(&shared, &mut wr, peer, Some(&node), &reason).await;
+    }
 
     let conn = shared.next_conn.fetch_add(1, Ordering::Relaxed);
     let (tx, rx) = mpsc::channel::<Bytes>(WRITER_QUEUE);
@@ -478,6 +491,37 @@ async fn handle(
         warn!(error = %e, "store failed marking a node offline");
     }
     info!(node = %node.name, id = node.id, %peer, "node disconnected");
+}
+
+/// Mutual TLS: the certificate the node presented must be the one issued to this node id, so a
+/// node holding a valid certificate still cannot register as another.
+async fn check_client_cert(
+    shared: &Shared,
+    node: &NodeRecord,
+    presented: Option<&str>,
+) -> Result<(), String> {
+    let Some(presented) = presented else {
+        return Err(format!(
+            "this Core requires a client certificate (mtls) and none was presented; give node \
+             {:?} the client_cert and client_key issued at enrollment",
+            node.name
+        ));
+    };
+    match shared.store.node_cert(node.id).await {
+        Ok(Some(bound)) if bound == presented => Ok(()),
+        Ok(Some(_)) => Err(format!(
+            "the client certificate presented was not issued to node {:?} (id {})",
+            node.name, node.id
+        )),
+        Ok(None) => Err(format!(
+            "no client certificate was issued to node {:?}; run `apiary core node cert {}`",
+            node.name, node.name
+        )),
+        Err(e) => {
+            warn!(error = %e, "store failed checking a client certificate");
+            Err("internal error, retry later".into())
+        }
+    }
 }
 
 /// Commands written and not yet answered, oldest first.

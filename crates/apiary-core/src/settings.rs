@@ -60,6 +60,10 @@ pub struct CoreSettings {
     /// `closed` (default) or `open`.
     #[serde(default)]
     pub enrollment: EnrollmentSetting,
+    /// Mutual TLS: `apiary core node add` issues each node a client certificate and the Core
+    /// refuses nodes that do not present the one issued to them.
+    #[serde(default)]
+    pub mtls: bool,
     /// Expected heartbeat interval of nodes.
     #[serde(default = "default_heartbeat", with = "apiary_event::duration")]
     pub heartbeat: Duration,
@@ -115,6 +119,7 @@ impl Default for CoreSettings {
             tls_cert: None,
             tls_key: None,
             enrollment: EnrollmentSetting::default(),
+            mtls: false,
             heartbeat: default_heartbeat(),
             missed_heartbeats: default_missed(),
             ingest_batch: default_batch(),
@@ -143,6 +148,17 @@ impl CoreSettings {
                     url.chars().take(40).collect::<String>()
                 ));
             }
+        }
+        if self.mtls && self.transport != TransportSetting::Tls {
+            errs.push(
+                "mtls: needs transport = \"tls\" (plain connections carry no certificate)".into(),
+            );
+        }
+        if self.mtls && self.enrollment == EnrollmentSetting::Open {
+            errs.push(
+                "mtls: needs enrollment = \"closed\" (certificates are issued at enrollment)"
+                    .into(),
+            );
         }
         if self.heartbeat < Duration::from_secs(1) {
             errs.push("heartbeat: at least 1s".into());
@@ -191,6 +207,7 @@ impl CoreSettings {
                 EnrollmentSetting::Closed => EnrollmentMode::Closed,
                 EnrollmentSetting::Open => EnrollmentMode::Open,
             },
+            mtls: self.mtls,
             heartbeat_interval: self.heartbeat,
             missed_heartbeats: self.missed_heartbeats,
             ingest_batch: self.ingest_batch,

@@ -124,19 +124,103 @@ pub fn ensure_certificates(dir: &Path, extra_names: &[String]) -> Result<TlsFile
     })
 }
 
-/// A rustls server configuration (TLS 1.3 and 1.2) from PEM files.
-pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, CoreError> {
+/// A client certificate issued to one node at enrollment (mutual TLS).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeCert {
+    /// The certificate (PEM), signed by the Core CA.
+    pub cert: PathBuf,
+    /// Its private key (PEM, mode 0600): copy both to the node, then delete them here.
+    pub key: PathBuf,
+    /// SHA-256 (hex) of the certificate's DER: the Core binds it to the node id.
+    pub sha256: String,
+}
+
+/// SHA-256 (lower-case hex) of a DER certificate.
+pub fn cert_sha256(der: &[u8]) -> String {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(der).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Issues a client certificate for node `name` (id `node_id`) from the CA in `dir` (created if
+/// missing), written to `dir/nodes/NAME.pem` and `NAME.key`. The name is checked by enrollment
+/// to be `[A-Za-z0-9._-]`, so it is safe as a file name.
+pub fn issue_node_cert(
+    dir: &Path,
+    extra_names: &[String],
+    node_id: i64,
+    name: &str,
+) -> Result<NodeCert, CoreError> {
+    crate::enroll::validate_name(name)?;
+    let files = ensure_certificates(dir, extra_names)?;
+    let pem = fs::read_to_string(&files.ca_key).map_err(|e| tls_err("reading the CA key", e))?;
+    let ca_key = KeyPair::from_pem(&pem).map_err(|e| tls_err("parsing the CA key", e))?;
+    let issuer = Issuer::new(ca_params().map_err(|e| tls_err("CA parameters", e))?, ca_key);
+    let mut params = CertificateParams::new(Vec::<String>::new())
+        .map_err(|e| tls_err("certificate parameters", e))?;
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, name);
+    dn.push(DnType::OrganizationalUnitName, format!("apiary node {node_id}"));
+    params.distinguished_name = dn;
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    params.use_authority_key_identifier_extension = true;
+    let key = KeyPair::generate().map_err(|e| tls_err("generating the node key", e))?;
+    let cert =
+        params.signed_by(&key, &issuer).map_err(|e| tls_err("signing the node certificate", e))?;
+    let nodes = dir.join("nodes");
+    fs::create_dir_all(&nodes)
+        .map_err(|e| tls_err("creating the node certificate directory", e))?;
+    let out = NodeCert {
+        cert: nodes.join(format!("{name}.pem")),
+        key: nodes.join(format!("{name}.key")),
+        sha256: cert_sha256(cert.der()),
+    };
+    write_private(&out.key, &key.serialize_pem())
+        .map_err(|e| tls_err("writing the node key", e))?;
+    fs::write(&out.cert, cert.pem()).map_err(|e| tls_err("writing the node certificate", e))?;
+    Ok(out)
+}
+
+/// Verifies client certificates against the CA in `ca` (PEM). Connections without a
+/// certificate still complete the handshake, so the Core can refuse their registration with
+/// a reason the node can read instead of a bare TLS alert.
+pub fn client_verifier(
+    ca: &Path,
+) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, CoreError> {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(ca).map_err(|e| tls_err("opening the CA", e))? {
+        roots
+            .add(c.map_err(|e| tls_err("reading the CA", e))?)
+            .map_err(|e| tls_err("loading the CA", e))?;
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+        .allow_unauthenticated()
+        .build()
+        .map_err(|e| tls_err("client certificate verifier", e))
+}
+
+/// A rustls server configuration (TLS 1.3 and 1.2) from PEM files; with `client_ca`, client
+/// certificates are requested and verified against it (mutual TLS).
+pub fn server_config(
+    cert: &Path,
+    key: &Path,
+    client_ca: Option<&Path>,
+) -> Result<Arc<rustls::ServerConfig>, CoreError> {
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
         .map_err(|e| tls_err("opening the certificate", e))?
         .collect::<Result<_, _>>()
         .map_err(|e| tls_err("reading the certificate", e))?;
     let key = PrivateKeyDer::from_pem_file(key).map_err(|e| tls_err("reading the key", e))?;
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let cfg = rustls::ServerConfig::builder_with_provider(provider)
+    let builder = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-        .map_err(|e| tls_err("protocol versions", e))?
-        .with_no_client_auth()
-        .with_single_cert(chain, key)
-        .map_err(|e| tls_err("certificate and key", e))?;
+        .map_err(|e| tls_err("protocol versions", e))?;
+    let builder = match client_ca {
+        Some(ca) => builder.with_client_cert_verifier(client_verifier(ca)?),
+        None => builder.with_no_client_auth(),
+    };
+    let cfg =
+        builder.with_single_cert(chain, key).map_err(|e| tls_err("certificate and key", e))?;
     Ok(Arc::new(cfg))
 }

@@ -26,6 +26,13 @@ pub struct NodeConfig {
     /// must hold; alone, the pin replaces CA verification.
     #[serde(default)]
     pub pin_sha256: Option<String>,
+    /// The client certificate (PEM) the Core issued at enrollment, for a Core with
+    /// `mtls = true`; needs `client_key`.
+    #[serde(default)]
+    pub client_cert: Option<PathBuf>,
+    /// The private key of `client_cert` (PEM).
+    #[serde(default)]
+    pub client_key: Option<PathBuf>,
     /// Plain TCP (a lab Core configured for it); secrets and events cross unencrypted.
     #[serde(default)]
     pub plain: bool,
@@ -113,6 +120,8 @@ impl NodeConfig {
             server_name: default_server_name(),
             ca_file: None,
             pin_sha256: None,
+            client_cert: None,
+            client_key: None,
             plain: false,
             totp_secret: None,
             totp_secret_file: None,
@@ -150,6 +159,12 @@ impl NodeConfig {
                 "set ca_file (the Core's tls/ca.pem) or pin_sha256, or plain = true for a lab Core"
                     .into(),
             );
+        }
+        if self.client_cert.is_some() != self.client_key.is_some() {
+            errs.push("client_cert and client_key go together".into());
+        }
+        if self.plain && self.client_cert.is_some() {
+            errs.push("client_cert needs TLS (remove plain = true)".into());
         }
         if let Some(pin) = &self.pin_sha256
             && crate::conn::parse_pin(pin).is_none()

@@ -178,12 +178,28 @@ impl Connector {
                 ));
             }
         };
-        let tls = rustls::ClientConfig::builder_with_provider(provider)
+        let builder = rustls::ClientConfig::builder_with_provider(provider)
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
             .map_err(|e| NodeError::Tls(e.to_string()))?
             .dangerous()
-            .with_custom_certificate_verifier(verifier)
-            .with_no_client_auth();
+            .with_custom_certificate_verifier(verifier);
+        let tls = match (&cfg.client_cert, &cfg.client_key) {
+            (Some(cert), Some(key)) => {
+                let bad = |what: &str, p: &std::path::Path, e: &dyn std::fmt::Display| {
+                    NodeError::Tls(format!("{what} {}: {e}", p.display()))
+                };
+                let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+                    .map_err(|e| bad("client_cert", cert, &e))?
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| bad("client_cert", cert, &e))?;
+                let key = rustls::pki_types::PrivateKeyDer::from_pem_file(key)
+                    .map_err(|e| bad("client_key", key, &e))?;
+                builder
+                    .with_client_auth_cert(chain, key)
+                    .map_err(|e| NodeError::Tls(format!("client certificate: {e}")))?
+            }
+            _ => builder.with_no_client_auth(),
+        };
         let name = ServerName::try_from(cfg.server_name.clone())
             .map_err(|e| NodeError::Config(format!("server_name: {e}")))?;
         Ok(Self { host, port, tls: Some((TlsConnector::from(Arc::new(tls)), name)) })

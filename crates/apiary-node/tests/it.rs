@@ -319,3 +319,71 @@ async fn external_pot_is_supervised_and_its_json_lines_become_events() {
     node.shutdown(Duration::from_secs(5)).await;
     core.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutual_tls_accepts_the_issued_certificate_and_refuses_others_with_a_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let core = Core::start(CoreConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: dir.path().join("core"),
+        mtls: true,
+        ..CoreConfig::default()
+    })
+    .await
+    .unwrap();
+    let other = self::core(&dir.path().join("other")).await;
+    for name in ["m-good", "m-none", "m-stolen", "m-foreign", "m-unissued"] {
+        core.add_node(name, EnrollKind::Totp).await.unwrap();
+    }
+    let good = core.issue_node_cert("m-good").await.unwrap();
+    // m-stolen has a certificate of its own but presents m-good's.
+    core.issue_node_cert("m-stolen").await.unwrap();
+    // A certificate for the same name from another Core's CA: a valid chain, wrong issuer.
+    other.add_node("m-foreign", EnrollKind::Totp).await.unwrap();
+    let foreign = other.issue_node_cert("m-foreign").await.unwrap();
+
+    let store = core.store();
+    let start = |name: &'static str, cert: Option<&apiary_core::NodeCert>| {
+        let store = store.clone();
+        let mut cfg = node_cfg(&core, name);
+        cfg.client_cert = cert.map(|c| c.cert.clone());
+        cfg.client_key = cert.map(|c| c.key.clone());
+        let dir = dir.path().join(name);
+        async move {
+            cfg.totp_secret = store.node_by_name(name).await.unwrap().unwrap().totp_secret;
+            start_node(cfg, &dir).await
+        }
+    };
+    let ok = start("m-good", Some(&good)).await;
+    eventually("m-good registered", || async { ok.link().connected().then_some(()) }).await;
+
+    let refused = [
+        ("m-none", None, "none was presented"),
+        ("m-stolen", Some(&good), "was not issued to node \"m-stolen\""),
+        ("m-unissued", Some(&good), "no client certificate was issued to node \"m-unissued\""),
+        // Refused in the handshake, before any registration; the node reports a TLS error.
+        ("m-foreign", Some(&foreign), ""),
+    ];
+    for (name, cert, why) in refused {
+        let node = start(name, cert).await;
+        let err = eventually("a refusal", || async { node.link().last_error() }).await;
+        assert!(err.contains(why), "{name}: {err}");
+        assert!(!node.link().connected(), "{name}");
+        assert_eq!(node.link().registrations(), 0, "{name}");
+        node.shutdown(Duration::from_secs(2)).await;
+    }
+    // The foreign certificate fails the handshake; the Core says why.
+    let rejections = core.recent_rejections();
+    assert!(
+        rejections
+            .iter()
+            .any(|r| r.reason.contains("TLS handshake failed") && r.reason.contains("certificate")),
+        "{rejections:?}"
+    );
+    // The node with its own certificate kept being served throughout.
+    assert!(ok.link().connected());
+    assert_eq!(ok.link().registrations(), 1);
+    ok.shutdown(Duration::from_secs(2)).await;
+    other.shutdown().await;
+    core.shutdown().await;
+}

@@ -241,6 +241,11 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn consume_token(&self, id: i64, token_hash: &str) -> Result<bool, StoreError>;
     /// Sets (or replaces) the node's TOTP secret and forgets used steps.
     async fn set_totp_secret(&self, id: i64, secret: &str) -> Result<(), StoreError>;
+    /// Binds a client certificate (SHA-256 of its DER, hex) to the node, replacing any
+    /// earlier one (mutual TLS).
+    async fn set_node_cert(&self, id: i64, sha256: &str, now: i64) -> Result<(), StoreError>;
+    /// The SHA-256 of the client certificate bound to the node, if one was issued.
+    async fn node_cert(&self, id: i64) -> Result<Option<String>, StoreError>;
     /// Sets the operator's unit-style override (`None`: auto).
     async fn set_unit_style(&self, id: i64, style: Option<&str>) -> Result<(), StoreError>;
     /// Marks a node connected with what its registration said.

@@ -55,6 +55,10 @@ const SQLITE_SCHEMA: &[&str] = &[
         done_at BIGINT,
         result TEXT,
         attempts BIGINT NOT NULL DEFAULT 0)",
+    "CREATE TABLE IF NOT EXISTS node_certs (
+        node_id BIGINT PRIMARY KEY,
+        sha256 TEXT NOT NULL,
+        created BIGINT NOT NULL)",
     "CREATE INDEX IF NOT EXISTS commands_node_status ON commands (node_id, status, id)",
     "CREATE TABLE IF NOT EXISTS events (
         id TEXT PRIMARY KEY,
@@ -115,6 +119,10 @@ const PG_SCHEMA: &[&str] = &[
         done_at BIGINT,
         result TEXT,
         attempts BIGINT NOT NULL DEFAULT 0)",
+    "CREATE TABLE IF NOT EXISTS node_certs (
+        node_id BIGINT PRIMARY KEY,
+        sha256 TEXT NOT NULL,
+        created BIGINT NOT NULL)",
     "CREATE INDEX IF NOT EXISTS commands_node_status ON commands (node_id, status, id)",
     "CREATE TABLE IF NOT EXISTS events (
         id TEXT PRIMARY KEY,
@@ -162,6 +170,9 @@ impl SqliteStore {
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
+            // 64 MiB of page cache per connection: the event indexes stay in memory while a
+            // flood is written, instead of being re-read from the OS for every batch.
+            .pragma("cache_size", "-65536")
             .busy_timeout(Duration::from_secs(10));
         let pool = SqlitePoolOptions::new().max_connections(4).connect_with(opts).await?;
         for stmt in SQLITE_SCHEMA {
@@ -355,6 +366,7 @@ macro_rules! impl_store {
                     .bind(id)
                     .execute(&mut *tx)
                     .await?;
+                sqlx::query("DELETE FROM node_certs WHERE node_id = $1").bind(id).execute(&mut *tx).await?;
                 let n = sqlx::query("DELETE FROM nodes WHERE id = $1").bind(id).execute(&mut *tx).await?;
                 tx.commit().await?;
                 Ok(n.rows_affected() > 0)
@@ -392,6 +404,27 @@ macro_rules! impl_store {
                     .execute(&self.pool)
                     .await?;
                 Ok(())
+            }
+
+            async fn set_node_cert(&self, id: i64, sha256: &str, now: i64) -> Result<(), StoreError> {
+                sqlx::query(
+                    "INSERT INTO node_certs (node_id, sha256, created) VALUES ($1, $2, $3)
+                     ON CONFLICT (node_id) DO UPDATE SET sha256 = excluded.sha256, created = excluded.created",
+                )
+                .bind(id)
+                .bind(sha256)
+                .bind(now)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn node_cert(&self, id: i64) -> Result<Option<String>, StoreError> {
+                let row = sqlx::query("SELECT sha256 FROM node_certs WHERE node_id = $1")
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                Ok(row.map(|r| r.try_get("sha256")).transpose()?)
             }
 
             async fn set_unit_style(&self, id: i64, style: Option<&str>) -> Result<(), StoreError> {
@@ -757,13 +790,82 @@ impl SqliteStore {
     }
 }
 
+/// Appends `s` escaped for COPY's text format (backslash, tab, newline, carriage return).
+fn copy_text(out: &mut Vec<u8>, s: &str) {
+    for &b in s.as_bytes() {
+        match b {
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            _ => out.push(b),
+        }
+    }
+}
+
+/// One COPY text column: the value escaped, or `\N` for NULL, then a tab or the row's end.
+fn copy_col(out: &mut Vec<u8>, v: Option<&str>, last: bool) {
+    match v {
+        Some(v) => copy_text(out, v),
+        None => out.extend_from_slice(b"\\N"),
+    }
+    out.push(if last { b'\n' } else { b'\t' });
+}
+
+/// A batch of events in COPY text format, columns in `COPY_EVENTS` order.
+fn copy_rows(events: &[StoredEvent]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(events.len() * 640);
+    let mut num = String::new();
+    for r in events.iter().map(EventRow::new) {
+        copy_col(&mut out, Some(&r.id), false);
+        num.clear();
+        num.push_str(&r.time.to_string());
+        copy_col(&mut out, Some(&num), false);
+        copy_col(&mut out, Some(&r.kind), false);
+        copy_col(&mut out, r.node_id.map(|n| n.to_string()).as_deref(), false);
+        copy_col(&mut out, Some(&r.node), false);
+        copy_col(&mut out, r.pot.as_deref(), false);
+        copy_col(&mut out, r.src_ip.as_deref(), false);
+        copy_col(&mut out, r.src_port.map(|n| n.to_string()).as_deref(), false);
+        copy_col(&mut out, r.username.as_deref(), false);
+        copy_col(&mut out, r.password.as_deref(), false);
+        copy_col(&mut out, Some(&r.body), true);
+    }
+    out
+}
+
+const COPY_EVENTS: &str = "COPY events (id, time, kind, node_id, node, pot, src_ip, src_port, \
+     username, password, body) FROM STDIN";
+
 impl PgStore {
-    /// One statement per batch: eleven array parameters unnested into rows, far cheaper for
-    /// PostgreSQL than thousands of scalar parameters.
+    /// Fast path: one `COPY` of the batch, atomic on its own. When the batch holds an event
+    /// already stored (a node resending after a lost ack, or a Core restart), the COPY fails as
+    /// a whole on the primary key and the batch goes in again through the deduplicating
+    /// `INSERT ... ON CONFLICT DO NOTHING`, so every event is still stored exactly once.
     async fn insert_event_rows(&self, events: &[StoredEvent]) -> Result<u64, StoreError> {
         if events.is_empty() {
             return Ok(0);
         }
+        let data = copy_rows(events);
+        let mut conn = self.pool.acquire().await?;
+        let copied = async {
+            let mut copy = conn.copy_in_raw(COPY_EVENTS).await?;
+            copy.send(data).await?;
+            copy.finish().await
+        };
+        match copied.await {
+            Ok(n) => return Ok(n),
+            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("23505") => {}
+            Err(e) => return Err(e.into()),
+        }
+        // Not reused after an aborted COPY: a fresh connection takes the slow path.
+        drop(conn.detach());
+        self.insert_event_rows_dedup(events).await
+    }
+
+    /// One statement per batch: eleven array parameters unnested into rows, far cheaper for
+    /// PostgreSQL than thousands of scalar parameters; ids already stored are skipped.
+    async fn insert_event_rows_dedup(&self, events: &[StoredEvent]) -> Result<u64, StoreError> {
         let n = events.len();
         let (mut id, mut time, mut kind, mut node_id, mut node, mut pot) = (
             Vec::with_capacity(n),

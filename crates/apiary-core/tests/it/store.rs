@@ -177,6 +177,8 @@ async fn events_dedup_filter_page_and_rank_on_every_backend() {
                 event: event(1_700_000_000 + i, kind, src, user),
             });
         }
+        // Characters PostgreSQL's COPY text format must escape survive the round trip.
+        batch[29].event.message = Some("back\\slash\ttab\nnewline\rcr \"q\" \\N é".into());
         assert_eq!(store.insert_events(&batch).await.unwrap(), 30, "{b}");
         // At-least-once delivery: a resend stores nothing new.
         assert_eq!(store.insert_events(&batch[..10]).await.unwrap(), 0, "{b}");
