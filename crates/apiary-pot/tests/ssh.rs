@@ -224,3 +224,90 @@ async fn scp_upload_and_refused_forwarding() {
     assert_eq!(f[0].fields["dst_host"], "10.1.2.3");
     assert_eq!(f[0].fields["dst_port"], 3306);
 }
+
+/// `ssh_args` for `scp` or `sftp`, which take the port as `-P`.
+fn sftp_args(port: u16, tool: &str, extra: &[&str]) -> Vec<String> {
+    let mut args = ssh_args(port, "x", &[]);
+    args[3] = tool.into();
+    args[4] = "-P".into();
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sftp_scp_default_mode_and_batch() {
+    if !have(&["ssh", "scp", "sftp", "sshpass"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (pot, port) = pot(dir.path(), "any").await;
+    let file = dir.path().join("kinsing.sh");
+    let body: Vec<u8> = (0..25_000u32).flat_map(|i| i.to_le_bytes()).collect();
+    std::fs::write(&file, &body).unwrap();
+    let sha = apiary_event::Payload::new(&body, 0).sha256_hex();
+    // OpenSSH 9's scp without -O speaks SFTP.
+    let target = "root@127.0.0.1:/tmp/";
+    let o = run(sftp_args(port, "scp", &[&file.display().to_string(), target]), None).await;
+    assert!(o.status.success(), "{o:?}");
+    // A batch: upload, list, fetch back, fetch a file of the fake machine, make a directory.
+    let got = dir.path().join("back.bin");
+    let host = dir.path().join("hostname");
+    let batch = dir.path().join("batch");
+    std::fs::write(
+        &batch,
+        format!(
+            "pwd\ncd /tmp\nput {} x.bin\nls -l\nget x.bin {}\nget /etc/hostname {}\nmkdir .cache\nrename x.bin .cache/y\nls -a .cache\nrm .cache/y\n",
+            file.display(),
+            got.display(),
+            host.display()
+        ),
+    )
+    .unwrap();
+    let b = batch.display().to_string();
+    let o = run(sftp_args(port, "sftp", &["-o", "BatchMode=no", "-b", &b, "root@127.0.0.1"]), None)
+        .await;
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success(), "{o:?}");
+    assert!(out.contains("Remote working directory: /root"), "{out}");
+    let ls = out.lines().find(|l| l.starts_with('-') && l.ends_with(" x.bin")).unwrap_or_default();
+    assert!(
+        ls.starts_with("-rw-r--r--") && ls.contains(" root ") && ls.contains(" 100000 "),
+        "{out}"
+    );
+    // Each connection starts from the machine's tree: the earlier scp upload is not there.
+    assert!(!out.lines().any(|l| l.starts_with('-') && l.ends_with("kinsing.sh")), "{out}");
+    assert!(out.lines().any(|l| l.trim_end().ends_with(".cache/y")), "{out}");
+    assert_eq!(std::fs::read_to_string(&host).unwrap().trim(), "db-03");
+    // The fake filesystem keeps what fits its budget (512 KiB): the whole file here.
+    assert_eq!(std::fs::read(&got).unwrap(), body);
+
+    pot.wait_for(&Kind::FILE_UPLOAD, 2).await;
+    let events = pot.finish().await;
+    let ups = of(&events, "file.upload");
+    assert_eq!(ups.len(), 2, "{ups:?}");
+    for (u, path) in ups.iter().zip(["/tmp/kinsing.sh", "/tmp/x.bin"]) {
+        assert_eq!(u.message.as_deref(), Some("sftp"));
+        let d = u.download.as_ref().unwrap();
+        assert_eq!(d.url, path);
+        assert_eq!(d.size, Some(100_000));
+        assert_eq!(d.sha256.as_deref(), Some(sha.as_str()));
+        assert_eq!(u.payload.as_ref().unwrap().len, 100_000);
+    }
+    let ops = of(&events, "ssh.sftp");
+    let has = |op: &str, path: &str, result: &str| {
+        ops.iter().any(|e| {
+            e.fields["op"] == op && e.fields["path"] == path && e.fields["result"] == result
+        })
+    };
+    assert!(has("open", "/tmp/x.bin", "ok"));
+    assert!(has("close", "/tmp/x.bin", "ok"));
+    assert!(has("opendir", "/tmp", "ok"));
+    assert!(has("open", "/etc/hostname", "ok"));
+    assert!(has("mkdir", "/tmp/.cache", "ok"));
+    assert!(has("rename", "/tmp/x.bin", "ok"));
+    assert!(has("remove", "/tmp/.cache/y", "ok"));
+    let close =
+        ops.iter().find(|e| e.fields["op"] == "close" && e.fields["path"] == "/tmp/x.bin").unwrap();
+    assert_eq!(close.fields["bytes"], 100_000);
+    assert!(of(&events, "ssh.subsystem").iter().all(|e| e.message.as_deref() == Some("sftp")));
+}

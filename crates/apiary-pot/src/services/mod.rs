@@ -117,6 +117,10 @@ pub mod parsers {
         parse_message as sip_parse,
     };
     pub use super::smtp::{SmtpCommand, parse_command as smtp_parse_command};
+    pub use super::ssh::sftp_wire::{
+        Attrs as SftpAttrs, Request as SftpRequest, SftpError, check_packet as sftp_check,
+        parse_packet as sftp_parse,
+    };
     pub use super::telnet::{IacParser as TelnetIacParser, TelnetCmd};
     pub use super::tftp::{
         Packet as TftpPacket, TftpError, check_packet as tftp_check, parse_packet as tftp_parse,

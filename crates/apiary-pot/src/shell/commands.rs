@@ -153,7 +153,7 @@ fn flags(args: &[String]) -> (String, Vec<&str>) {
     (f, rest)
 }
 
-fn mode_string(e: &Entry) -> String {
+pub(crate) fn mode_string(e: &Entry) -> String {
     let t = match e.node {
         Node::Dir => 'd',
         Node::Link(_) => 'l',
@@ -175,7 +175,7 @@ fn mode_string(e: &Entry) -> String {
 }
 
 impl Shell {
-    fn owner(&self, uid: u32) -> String {
+    pub(crate) fn owner(&self, uid: u32) -> String {
         if uid == self.user.uid {
             return self.user.name.clone();
         }

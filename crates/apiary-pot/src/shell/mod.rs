@@ -34,11 +34,11 @@
 //! Ctrl-C and Ctrl-D handling.
 
 mod commands;
-mod fs;
+pub(crate) mod fs;
 mod machine;
 mod parse;
 mod term;
-mod text;
+pub(crate) mod text;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -47,6 +47,7 @@ use std::sync::Arc;
 use apiary_event::{Command, Download, Event, Kind, Payload};
 
 use crate::SessionCtx;
+pub(crate) use commands::mode_string;
 use fs::{Fs, normalize};
 use machine::User;
 pub use machine::{Machine, ShellConfig};
@@ -262,6 +263,21 @@ impl Shell {
     /// The machine this shell runs on.
     pub fn machine(&self) -> &Arc<Machine> {
         &self.machine
+    }
+
+    /// The session's filesystem view (the SFTP server works on it too).
+    pub(crate) fn fs(&self) -> &Fs {
+        &self.fs
+    }
+
+    /// The same view, to change.
+    pub(crate) fn fs_mut(&mut self) -> &mut Fs {
+        &mut self.fs
+    }
+
+    /// The login's home directory (where an SFTP session starts).
+    pub(crate) fn home(&self) -> &str {
+        &self.user.home
     }
 
     /// The bash prompt: `root@host:~# `, `alex@host:/tmp$ `.

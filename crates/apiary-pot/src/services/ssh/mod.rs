@@ -1,13 +1,17 @@
 //! SSH (russh): an OpenSSH look-alike that records every login attempt (password, public key
 //! fingerprint, keyboard-interactive), lets bots in by policy, and gives them the shared fake
-//! shell, `exec`, and scp uploads, with asciicast TTY logs and HASSH client fingerprints.
+//! shell, `exec`, scp and SFTP uploads, with asciicast TTY logs and HASSH client
+//! fingerprints.
 //!
 //! Events: `auth.attempt`, `ssh.client` (version, HASSH), `command.input`,
-//! `download.attempt`, `file.upload` (scp and files written in the shell), `ssh.direct_tcpip`
-//! (forwarding requests, always refused), `ssh.ttylog` (the cast file of a shell).
+//! `download.attempt`, `file.upload` (scp, SFTP and files written in the shell), `ssh.sftp`
+//! (each SFTP operation), `ssh.direct_tcpip` (forwarding requests, always refused),
+//! `ssh.ttylog` (the cast file of a shell).
 
 mod hassh;
 mod scp;
+mod sftp;
+pub(crate) mod sftp_wire;
 mod ttylog;
 
 use std::collections::HashMap;
@@ -30,7 +34,7 @@ pub(crate) const INFO: ServiceInfo = ServiceInfo {
     name: "ssh",
     aliases: &["SSH", "openssh"],
     protocol: "ssh",
-    description: "OpenSSH look-alike: login capture, fake shell, exec, scp uploads, TTY logs, HASSH",
+    description: "OpenSSH look-alike: login capture, fake shell, exec, scp/SFTP uploads, TTY logs, HASSH",
     transports: &[Transport::Tcp],
     build,
 };
@@ -425,6 +429,8 @@ enum Mode {
     Shell { shell: Box<Shell>, editor: LineEditor, tty: Option<ttylog::TtyLog> },
     /// Receiving files (`scp -t`).
     Scp(scp::ScpSink),
+    /// The `sftp` subsystem.
+    Sftp(Box<sftp::SftpSession>),
 }
 
 struct Chan {
@@ -507,9 +513,39 @@ impl Client {
         self.ctx.emit(e);
     }
 
-    /// A channel ended: files the shell saw written, the TTY log.
+    fn sftp_events(&self, out: sftp::Output) {
+        for op in out.ops {
+            let mut e = self.ctx.event(Kind::new("ssh.sftp"));
+            e.message = Some(if op.path.is_empty() {
+                op.op.to_owned()
+            } else {
+                format!("{} {}", op.op, op.path)
+            });
+            e.fields.insert("op".into(), op.op.into());
+            e.fields.insert("path".into(), op.path.into());
+            if let Some(t) = op.target {
+                e.fields.insert("target".into(), t.into());
+            }
+            e.fields.insert("result".into(), op.result.into());
+            if let Some(b) = op.bytes {
+                e.fields.insert("bytes".into(), b.into());
+            }
+            self.ctx.emit(e);
+        }
+        for up in &out.uploads {
+            self.upload_event(&up.name, "sftp", up);
+        }
+    }
+
+    /// A channel ended: files the shell saw written, the TTY log, open SFTP uploads.
     fn finish(&mut self, id: ChannelId) {
         let Some(chan) = self.channels.remove(&id) else { return };
+        if let Mode::Sftp(mut s) = chan.mode {
+            let mut out = sftp::Output::default();
+            s.finish(&mut out);
+            self.sftp_events(out);
+            return;
+        }
         if let Mode::Shell { mut shell, tty, .. } = chan.mode {
             let files = shell.finish();
             self.emit_shell(files);
@@ -737,7 +773,16 @@ impl russh::server::Handler for Client {
         let mut e = self.ctx.event(Kind::new("ssh.subsystem"));
         e.message = Some(crate::shell::truncate(name, 64).to_owned());
         self.ctx.emit(e);
-        session.channel_failure(channel)
+        if name != "sftp" {
+            return session.channel_failure(channel);
+        }
+        let shell = self.new_shell();
+        let Some(c) = self.channels.get_mut(&channel) else {
+            return session.channel_failure(channel);
+        };
+        c.mode =
+            Mode::Sftp(Box::new(sftp::SftpSession::new(shell, self.svc.keep, self.svc.max_upload)));
+        session.channel_success(channel)
     }
 
     async fn window_change_request(
@@ -768,8 +813,16 @@ impl russh::server::Handler for Client {
         let mut close = false;
         let mut uploads = Vec::new();
         let mut reply = Vec::new();
+        let mut sftp_out = None;
         match &mut c.mode {
             Mode::Idle => {}
+            Mode::Sftp(s) => {
+                let mut out = sftp::Output::default();
+                s.feed(data, &mut out);
+                close = s.done();
+                reply = std::mem::take(&mut out.reply);
+                sftp_out = Some(out);
+            }
             Mode::Scp(sink) => {
                 sink.feed(data, &mut reply, &mut uploads);
                 close = sink.done();
@@ -807,6 +860,9 @@ impl russh::server::Handler for Client {
             }
         }
         self.emit_shell(events);
+        if let Some(out) = sftp_out {
+            self.sftp_events(out);
+        }
         for up in &uploads {
             self.upload_event(&up.name, "scp", up);
         }
@@ -825,7 +881,7 @@ impl russh::server::Handler for Client {
         channel: ChannelId,
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        if let Some(Chan { mode: Mode::Scp(_), .. }) = self.channels.get(&channel) {
+        if let Some(Chan { mode: Mode::Scp(_) | Mode::Sftp(_), .. }) = self.channels.get(&channel) {
             session.exit_status_request(channel, 0)?;
             session.eof(channel)?;
             session.close(channel)?;
