@@ -32,6 +32,8 @@ pub(crate) enum Command {
     /// The node agent: connect to a Core, run the pots it asks for, forward their events.
     #[command(subcommand)]
     Node(NodeCommand),
+    /// Operate a running Core through its REST API: nodes, pots, commands, events, stats.
+    Ctl(Box<CtlArgs>),
     /// Check or print configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -169,12 +171,194 @@ pub(crate) enum CoreCommand {
     /// Manage enrolled nodes.
     #[command(subcommand)]
     Node(CoreNodeCommand),
+    /// Manage API users (tokens for `apiary ctl`, the dashboard and scripts).
+    #[command(subcommand)]
+    User(CoreUserCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum CoreUserCommand {
+    /// Create an API token for NAME with a role and print it (shown once; the Core keeps only
+    /// its SHA-256). Works with the Core running or stopped.
+    Add {
+        /// The token's name, the actor in the audit log (1 to 64 of A-Z a-z 0-9 . _ @ -).
+        name: String,
+        /// viewer: read; operator: also send commands; admin: also enroll/delete nodes and
+        /// manage tokens.
+        #[arg(long, value_enum, default_value_t = UserRole::Viewer)]
+        role: UserRole,
+        /// Configuration file (defaults if omitted).
+        #[arg(short, long, env = "APIARY_CONFIG")]
+        config: Option<PathBuf>,
+    },
+}
+
+/// An API role, as `--role` takes it.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub(crate) enum UserRole {
+    /// Reads nodes, events and statistics.
+    Viewer,
+    /// Also sends commands to nodes.
+    Operator,
+    /// Also enrolls and deletes nodes and manages tokens.
+    Admin,
+}
+
+/// `apiary ctl`: where the API is, how to print, and what to do.
+#[derive(Debug, clap::Args)]
+pub(crate) struct CtlArgs {
+    /// The API's base URL. Default: `http = ...` of `[core]` in the -c file, else
+    /// http://127.0.0.1:5100.
+    #[arg(long, global = true, env = "APIARY_URL")]
+    pub(crate) url: Option<String>,
+    /// An API token (`apiary core user add NAME --role ROLE` prints one).
+    #[arg(long, global = true, env = "APIARY_TOKEN", hide_env_values = true)]
+    pub(crate) token: Option<String>,
+    /// A file holding the API token (keeps it out of the process list and shell history).
+    #[arg(long, global = true, env = "APIARY_TOKEN_FILE", conflicts_with = "token")]
+    pub(crate) token_file: Option<PathBuf>,
+    /// Configuration file whose `[core]` section says where the API listens.
+    #[arg(short, long, global = true, env = "APIARY_CONFIG")]
+    pub(crate) config: Option<PathBuf>,
+    /// Print JSON (one document; `events --follow`: one event per line) instead of tables.
+    #[arg(long, global = true)]
+    pub(crate) json: bool,
+    #[command(subcommand)]
+    pub(crate) command: CtlCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum CtlCommand {
+    /// List every node: id, name, status, connection, last heartbeat, address.
+    Nodes,
+    /// Show one node (name or id) with its pots and latest commands.
+    Node {
+        /// Node name or id.
+        node: String,
+    },
+    /// Delete a node record, its pots and its unanswered commands (its events stay). Admin.
+    Delete {
+        /// Node name or id.
+        node: String,
+    },
+    /// List a node's pots as it last reported them (every node's pots without NODE).
+    Pots {
+        /// Node name or id.
+        node: Option<String>,
+    },
+    /// Deploy (start) an installed pot on a node and wait for its answer. Operator.
+    Deploy {
+        /// Node name or id.
+        node: String,
+        /// The pot id.
+        pot: String,
+        #[command(flatten)]
+        wait: WaitArgs,
+    },
+    /// Send any HoneyBee v2 command and follow its result. Operator.
+    ///
+    /// COMMAND is a command name with its argument (`GetInstalledPots`, `Restart`,
+    /// `StopPot web-1`, `GetPotLogs cowrie`) or the command as JSON
+    /// (`'{"InstallPot": {"pot_id": "web", "honeypot_type": "honeypot", "auto_start": true}}'`).
+    Send {
+        /// Node name or id.
+        node: String,
+        /// The command name, or the whole command as JSON.
+        command: String,
+        /// The argument of commands that take one (a pot id).
+        arg: Option<String>,
+        #[command(flatten)]
+        wait: WaitArgs,
+    },
+    /// Show a command by id; with --wait, until the node answered.
+    Command {
+        /// Command id (printed by `send` and `deploy`).
+        id: i64,
+        /// Wait up to this long for the node's answer (`30s`, `2m`).
+        #[arg(long, value_parser = parse_duration)]
+        wait: Option<std::time::Duration>,
+    },
+    /// Search stored events (newest first), or follow live ones with --follow.
+    Events(CtlEventsArgs),
+    /// Top sources, credentials, commands, services and kinds, and events over time.
+    Stats {
+        /// From (RFC 3339 or a duration ago: `15m`, `24h`, `7d`).
+        #[arg(long, default_value = "24h")]
+        since: String,
+        /// Until (default now).
+        #[arg(long)]
+        until: Option<String>,
+        /// Entries per top list.
+        #[arg(long, default_value_t = 10)]
+        top: u32,
+    },
+}
+
+/// How long `ctl` follows a command.
+#[derive(Debug, clap::Args)]
+pub(crate) struct WaitArgs {
+    /// Wait up to this long for the node's answer (`30s`, `2m`).
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub(crate) wait: std::time::Duration,
+    /// Queue the command and return at once (print its id).
+    #[arg(long, conflicts_with = "wait")]
+    pub(crate) no_wait: bool,
+}
+
+/// `apiary ctl events`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct CtlEventsArgs {
+    /// From (RFC 3339 or a duration ago: `15m`, `24h`, `7d`).
+    #[arg(long)]
+    pub(crate) since: Option<String>,
+    /// Until (exclusive).
+    #[arg(long)]
+    pub(crate) until: Option<String>,
+    /// Source address.
+    #[arg(long = "src")]
+    pub(crate) src_ip: Option<String>,
+    /// Node name or id.
+    #[arg(long)]
+    pub(crate) node: Option<String>,
+    /// Event kind (`auth.attempt`, `command.input`, ...).
+    #[arg(long)]
+    pub(crate) kind: Option<String>,
+    /// Service name.
+    #[arg(long)]
+    pub(crate) service: Option<String>,
+    /// Session id.
+    #[arg(long)]
+    pub(crate) session: Option<String>,
+    /// Events whose JSON contains this text (not indexed: add a time range).
+    #[arg(short, long)]
+    pub(crate) query: Option<String>,
+    /// Events per page (1 to 1000).
+    #[arg(long, default_value_t = 50)]
+    pub(crate) limit: u32,
+    /// Continue from the `next` cursor a previous page printed.
+    #[arg(long)]
+    pub(crate) before: Option<String>,
+    /// Fetch this many pages, following the cursor.
+    #[arg(long, default_value_t = 1)]
+    pub(crate) pages: u32,
+    /// Follow the live stream instead (filters: --kind, --src, --service, --node) until
+    /// Ctrl-C, or until --count events were printed.
+    #[arg(short, long, conflicts_with_all = ["since", "until", "session", "query", "before", "pages"])]
+    pub(crate) follow: bool,
+    /// With --follow: stop after this many events.
+    #[arg(long, requires = "follow")]
+    pub(crate) count: Option<u64>,
+}
+
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    apiary_event::duration::parse(s).map_err(|e| e.to_string())
 }
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum CoreNodeCommand {
     /// Enroll a node: prints its TOTP secret (text, otpauth URI, QR code) or a one-time token,
-    /// and the `[node]` section and command to run on the node.
+    /// and the `[node]` section and command to run on the node. With `mtls = true` in [core]
+    /// it also issues the node's client certificate.
     Add {
         /// The node's name (1 to 64 of A-Z a-z 0-9 . _ -).
         name: String,
@@ -185,6 +369,15 @@ pub(crate) enum CoreNodeCommand {
         /// The address nodes use to reach this Core (printed in the `[node]` section).
         #[arg(long)]
         core_addr: Option<String>,
+        /// Configuration file (defaults if omitted).
+        #[arg(short, long, env = "APIARY_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Issue an enrolled node a new client certificate for mutual TLS (`mtls = true` in
+    /// [core]); the one issued before stops working at once.
+    Cert {
+        /// The node's name.
+        name: String,
         /// Configuration file (defaults if omitted).
         #[arg(short, long, env = "APIARY_CONFIG")]
         config: Option<PathBuf>,

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, missing_docs)]
 
 mod check;
+mod ctl;
 mod fleet;
 mod run;
 mod sensor;

@@ -17,13 +17,13 @@ use apiary_proto::{InstallPot, NodeCommandType};
 use crate::apiary;
 
 /// A child process killed when dropped, with its stdout lines on a channel.
-struct Proc {
+pub(crate) struct Proc {
     child: Child,
     lines: mpsc::Receiver<String>,
 }
 
 impl Proc {
-    fn spawn(args: &[&str], config: &Path) -> Self {
+    pub(crate) fn spawn(args: &[&str], config: &Path) -> Self {
         let mut child = apiary()
             .args(args)
             .arg("-c")
@@ -46,7 +46,7 @@ impl Proc {
     }
 
     /// The rest of the first stdout line starting with `prefix`.
-    fn wait_line(&self, prefix: &str) -> String {
+    pub(crate) fn wait_line(&self, prefix: &str) -> String {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -63,7 +63,7 @@ impl Proc {
         let _ = self.child.wait();
     }
 
-    fn stop(&mut self) {
+    pub(crate) fn stop(&mut self) {
         // SAFETY: kill(2) on our own child's pid; it touches no memory.
         unsafe {
             libc::kill(self.child.id() as i32, libc::SIGTERM);
@@ -87,7 +87,7 @@ impl Drop for Proc {
 }
 
 /// Enrolls `name` with the CLI; returns (TOTP secret, CA file).
-fn enroll(core_toml: &Path, name: &str) -> (String, String) {
+pub(crate) fn enroll(core_toml: &Path, name: &str) -> (String, String) {
     let out = apiary().args(["core", "node", "add", name, "-c"]).arg(core_toml).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8(out.stdout).unwrap();
@@ -103,7 +103,7 @@ fn enroll(core_toml: &Path, name: &str) -> (String, String) {
     (field("totp_secret = "), field("ca_file = "))
 }
 
-fn node_toml(dir: &Path, name: &str, core: &str, secret: &str, ca: &str) -> PathBuf {
+pub(crate) fn node_toml(dir: &Path, name: &str, core: &str, secret: &str, ca: &str) -> PathBuf {
     let path = dir.join(format!("{name}.toml"));
     let text = format!(
         "data_dir = \"{}\"\n\n[node]\nname = \"{name}\"\ncore = \"{core}\"\nca_file = \"{ca}\"\n\
@@ -117,7 +117,7 @@ fn node_toml(dir: &Path, name: &str, core: &str, secret: &str, ca: &str) -> Path
     path
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
@@ -131,11 +131,11 @@ fn api_token(top: &Path) -> String {
     .unwrap()
 }
 
-fn rt() -> tokio::runtime::Runtime {
+pub(crate) fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
 }
 
-fn web_pot(id: &str) -> NodeCommandType {
+pub(crate) fn web_pot(id: &str) -> NodeCommandType {
     let services = "[pot]\nbind = [\"127.0.0.1\"]\n\n[[service]]\nname = \"web\"\nplugin = \"web\"\nports = [\"tcp:0\"]\n";
     NodeCommandType::InstallPot(InstallPot {
         pot_id: id.into(),
@@ -147,7 +147,7 @@ fn web_pot(id: &str) -> NodeCommandType {
     })
 }
 
-async fn eventually<T, F, Fut>(what: &str, mut f: F) -> T
+pub(crate) async fn eventually<T, F, Fut>(what: &str, mut f: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
@@ -379,6 +379,83 @@ fn core_sigkill_mid_stream_and_node_restart_lose_nothing() {
 }
 
 #[test]
+fn mutual_tls_fleet_enrolls_with_a_certificate_and_reissue_revokes_the_old_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let top = dir.path().join("core-data");
+    let core_toml = dir.path().join("core.toml");
+    std::fs::write(
+        &core_toml,
+        format!(
+            "data_dir = \"{}\"\n\n[core]\nlisten = \"127.0.0.1:0\"\nhttp = \"127.0.0.1:0\"\nmtls = true\n",
+            top.display()
+        ),
+    )
+    .unwrap();
+    let out =
+        apiary().args(["core", "node", "add", "mt-1", "-c"]).arg(&core_toml).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let field = |key: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(key))
+            .map(|v| v.trim().trim_matches('"').split('"').next().unwrap().to_owned())
+            .unwrap_or_else(|| panic!("no {key} in:\n{text}"))
+    };
+    let (secret, ca) = (field("totp_secret = "), field("ca_file = "));
+    let (cert, key) = (field("client_cert = "), field("client_key = "));
+    assert!(cert.ends_with("nodes/mt-1.pem") && key.ends_with("nodes/mt-1.key"), "{text}");
+    let (old_cert, old_key) = (std::fs::read(&cert).unwrap(), std::fs::read(&key).unwrap());
+    let token = api_token(&top);
+
+    let core = Proc::spawn(&["core", "run"], &core_toml);
+    let addr = core.wait_line("listening on");
+    let api_url = core.wait_line("API and dashboard:");
+    let toml = node_toml(dir.path(), "mt-1", &addr, &secret, &ca);
+    let mut text = std::fs::read_to_string(&toml).unwrap();
+    text.push_str(&format!("client_cert = \"{cert}\"\nclient_key = \"{key}\"\n"));
+    std::fs::write(&toml, text).unwrap();
+    let mut node = Proc::spawn(&["node", "run"], &toml);
+    node.wait_line("event socket:");
+    rt().block_on(async {
+        let api = Client::new(&api_url, &token).unwrap();
+        node_id(&api, "mt-1").await;
+    });
+    node.stop();
+
+    // A new certificate: the old one, still on the node, no longer registers.
+    let out =
+        apiary().args(["core", "node", "cert", "mt-1", "-c"]).arg(&core_toml).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let new_cert = std::fs::read(&cert).unwrap();
+    assert_ne!(old_cert, new_cert);
+    std::fs::write(&cert, &old_cert).unwrap();
+    std::fs::write(&key, &old_key).unwrap();
+    let _node = Proc::spawn(&["node", "run"], &toml);
+    rt().block_on(async {
+        let api = Client::new(&api_url, &token).unwrap();
+        eventually("the refusal in the Core's status", || async {
+            let v: serde_json::Value = core_status(&api_url, &token).await?;
+            v["rejections"]
+                .to_string()
+                .contains("was not issued to node \\\"mt-1\\\"")
+                .then_some(())
+        })
+        .await;
+        assert!(!api.nodes().await.unwrap().iter().any(|n| n.name == "mt-1" && n.connected));
+    });
+}
+
+/// `GET /api/v1/core` (node-server counters and recent refusals).
+async fn core_status(api_url: &str, token: &str) -> Option<serde_json::Value> {
+    let out = std::process::Command::new("curl")
+        .args(["-s", "-m", "10", "-H", &format!("Authorization: Bearer {token}")])
+        .arg(format!("{api_url}/api/v1/core"))
+        .output()
+        .ok()?;
+    serde_json::from_slice(&out.stdout).ok()
+}
+
+#[test]
 fn config_check_validates_core_and_node_sections() {
     let dir = tempfile::tempdir().unwrap();
     let check = |text: &str| {
@@ -391,6 +468,11 @@ fn config_check_validates_core_and_node_sections() {
     assert!(ok, "{out}");
     let (ok, out) = check("[core]\ncolour = 1\n");
     assert!(!ok && out.contains("unknown field `colour`"), "{out}");
+    let (ok, out) = check("[core]\nmtls = true\ntransport = \"plain\"\n");
+    assert!(!ok && out.contains("mtls: needs transport = \"tls\""), "{out}");
+    let (ok, out) =
+        check("[node]\nname = \"n1\"\nca_file = \"/ca.pem\"\nclient_cert = \"/n1.pem\"\n");
+    assert!(!ok && out.contains("client_cert and client_key go together"), "{out}");
     let (ok, out) = check("[core]\ntls_cert = \"/x.pem\"\n");
     assert!(!ok && out.contains("tls_cert and tls_key go together"), "{out}");
     let (ok, out) = check("[node]\nname = \"n1\"\nplain = true\ntoken = \"T\"\n");

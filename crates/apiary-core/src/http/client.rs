@@ -266,6 +266,11 @@ impl Client {
         self.send(self.req(Method::GET, &format!("/nodes/{node_id}/pots"))).await
     }
 
+    /// Every node's pots.
+    pub async fn all_pots(&self) -> Result<Vec<PotInfo>, ClientError> {
+        self.send(self.req(Method::GET, "/pots")).await
+    }
+
     /// Queues a command for a node.
     pub async fn send_command(
         &self,
@@ -318,6 +323,21 @@ impl Client {
     /// The overview statistics (`since`: a duration ago or RFC 3339).
     pub async fn overview(&self, since: &str) -> Result<Value, ClientError> {
         self.send(self.req(Method::GET, "/stats/overview").query(&[("since", since)])).await
+    }
+
+    /// The statistics of a range (`since`/`until`: a duration ago or RFC 3339; `until`
+    /// `None` is now), with `top` entries per list.
+    pub async fn overview_range(
+        &self,
+        since: &str,
+        until: Option<&str>,
+        top: u32,
+    ) -> Result<Value, ClientError> {
+        let mut q = vec![("since", since.to_owned()), ("limit", top.to_string())];
+        if let Some(u) = until {
+            q.push(("until", u.to_owned()));
+        }
+        self.send(self.req(Method::GET, "/stats/overview").query(&q)).await
     }
 
     /// Follows the live stream, calling `f` for each item until it returns false or the

@@ -133,6 +133,23 @@ pub(crate) fn add_node(
         None if cfg.transport == NodeTransport::Plain => section.push_str("plain = true\n"),
         None => section.push_str("ca_file = \"CA-OF-YOUR-CERTIFICATE.pem\"\n"),
     }
+    if cfg.mtls {
+        let c = super::runtime()?
+            .block_on(apiary_core::issue_node_cert(&cfg, name))
+            .with_context(|| format!("issuing node {name:?} its client certificate"))?;
+        out.push_str(&format!(
+            "client certificate (mutual TLS): {}\nclient key: {}\ncertificate SHA-256: {}\n",
+            c.cert.display(),
+            c.key.display(),
+            c.sha256
+        ));
+        section.push_str(&format!(
+            "client_cert = \"{}\"   # a copy of this file on the node\n\
+             client_key = \"{}\"    # likewise; then delete both here\n",
+            c.cert.display(),
+            c.key.display()
+        ));
+    }
     if let (Some(secret), Some(uri)) = (&e.totp_secret, &e.otpauth_uri) {
         out.push_str(&format!("TOTP secret: {secret}\notpauth URI: {uri}\n"));
         if let Some(code) = qr(uri) {
@@ -151,6 +168,62 @@ pub(crate) fn add_node(
         "\nOn the node, put this in node.toml (keep it private: it holds the node's credential):\n\n\
          {section}\nthen run: apiary node run -c node.toml\n"
     ));
+    super::print(&out);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `apiary core user add NAME --role ROLE`: a new API token, printed once.
+pub(crate) fn add_user(
+    path: Option<&Path>,
+    name: &str,
+    role: crate::cli::UserRole,
+) -> anyhow::Result<ExitCode> {
+    use apiary_core::http::Role;
+    let loaded = super::load_valid(path)?;
+    let (s, cfg) = settings(&loaded);
+    let role = match role {
+        crate::cli::UserRole::Viewer => Role::Viewer,
+        crate::cli::UserRole::Operator => Role::Operator,
+        crate::cli::UserRole::Admin => Role::Admin,
+    };
+    let token = super::runtime()?
+        .block_on(apiary_core::http::add_user_offline(&cfg, name, role))
+        .with_context(|| format!("adding API user {name:?}"))?;
+    let url = match s.http {
+        Some(a) if a.port() != 0 && !a.ip().is_unspecified() => format!("http://{a}"),
+        Some(a) if a.port() != 0 => format!("http://127.0.0.1:{}", a.port()),
+        _ => "http://CORE-HOST:PORT".to_owned(),
+    };
+    super::print(&format!(
+        "API user {name} ({}) added; the token is shown only now:\ntoken: {token}\n\n\
+         use it with: APIARY_URL={url} APIARY_TOKEN={token} apiary ctl nodes\n",
+        role.as_str()
+    ));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `apiary core node cert NAME`: a new client certificate for an enrolled node (mutual TLS);
+/// the one issued before stops working at once.
+pub(crate) fn node_cert(path: Option<&Path>, name: &str) -> anyhow::Result<ExitCode> {
+    apiary_core::install_crypto_provider();
+    let loaded = super::load_valid(path)?;
+    let (s, cfg) = settings(&loaded);
+    let c = super::runtime()?
+        .block_on(apiary_core::issue_node_cert(&cfg, name))
+        .with_context(|| format!("issuing node {name:?} a client certificate"))?;
+    let mut out = format!(
+        "issued node {name} a client certificate (the previous one no longer works)\n\
+         certificate: {}\nkey: {}\nSHA-256: {}\n\nOn the node, in [node]:\n\n\
+         client_cert = \"{}\"\nclient_key = \"{}\"\n",
+        c.cert.display(),
+        c.key.display(),
+        c.sha256,
+        c.cert.display(),
+        c.key.display()
+    );
+    if !s.mtls {
+        out.push_str("\n(the Core checks certificates only with mtls = true in [core])\n");
+    }
     super::print(&out);
     Ok(ExitCode::SUCCESS)
 }

@@ -5,12 +5,13 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 
 use crate::cli::{
-    Command, ConfigCommand, CoreCommand, CoreNodeCommand, LoggersCommand, NodeCommand, PotCommand,
-    ProfileCommand,
+    Command, ConfigCommand, CoreCommand, CoreNodeCommand, CoreUserCommand, LoggersCommand,
+    NodeCommand, PotCommand, ProfileCommand,
 };
 
 mod check;
 mod core;
+mod ctl;
 mod list;
 mod loggers;
 mod node;
@@ -40,7 +41,14 @@ pub(crate) fn run(command: Command) -> anyhow::Result<ExitCode> {
             core_addr,
             config,
         })) => core::add_node(config.as_deref(), &name, token, core_addr.as_deref()),
+        Command::Core(CoreCommand::Node(CoreNodeCommand::Cert { name, config })) => {
+            core::node_cert(config.as_deref(), &name)
+        }
+        Command::Core(CoreCommand::User(CoreUserCommand::Add { name, role, config })) => {
+            core::add_user(config.as_deref(), &name, role)
+        }
         Command::Node(NodeCommand::Run { config }) => node::run(config.as_deref()),
+        Command::Ctl(args) => ctl::run(*args),
         Command::Loggers(LoggersCommand::Test { config }) => loggers::test(config.as_deref()),
         Command::Completions { shell } => {
             let mut cmd = <crate::cli::Cli as clap::CommandFactory>::command();
