@@ -16,6 +16,7 @@ pub mod services;
 mod session;
 pub mod shell;
 mod tcp;
+mod tls;
 mod udp;
 
 pub use config::{Limits, PortSpec, PotConfig, ServiceConfig};

@@ -67,6 +67,8 @@ pub(crate) struct Service {
     pub(crate) name: Arc<str>,
     pub(crate) protocol: Arc<str>,
     pub(crate) handler: Handler,
+    /// TLS in front of the emulator (`tls = true`).
+    pub(crate) tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 enum Bound {
@@ -130,9 +132,11 @@ impl Pot {
         let mut listeners = Vec::new();
         for svc in services_cfg.iter().filter(|s| s.enabled) {
             let err = |message: String| PotError::Service { service: svc.name.clone(), message };
+            // `tls*` keys are the runtime's; the emulator gets the rest.
+            let options = crate::tls::emulator_options(&svc.options);
             // A script is loaded once per service, so its ports share one worker.
             let script = if crate::script::is_script(&svc.plugin) {
-                Some(crate::script::load(&svc.plugin, &svc.options).map_err(err)?)
+                Some(crate::script::load(&svc.plugin, &options).map_err(err)?)
             } else {
                 None
             };
@@ -144,6 +148,7 @@ impl Pot {
                 ),
             };
             let plugin_name: String = info.map_or_else(|| svc.plugin.clone(), |i| i.name.into());
+            let tls = crate::tls::from_options(&svc.options).map_err(err)?;
             let explicit = svc.bind.is_some();
             let addrs = svc.bind.as_ref().unwrap_or(&config.bind);
             for port in &svc.ports {
@@ -159,7 +164,7 @@ impl Pot {
                                 port.transport.as_str()
                             )));
                         }
-                        ((info.build)(port.transport, &svc.options).map_err(err)?, info.protocol)
+                        ((info.build)(port.transport, &options).map_err(err)?, info.protocol)
                     }
                     (None, None) => return Err(err("no plugin".into())),
                 };
@@ -167,6 +172,7 @@ impl Pot {
                     name: Arc::from(svc.name.as_str()),
                     protocol: Arc::from(protocol),
                     handler,
+                    tls: tls.clone(),
                 });
                 for ip in addrs {
                     let addr = SocketAddr::new(*ip, port.port);
@@ -318,11 +324,19 @@ pub fn check_services(services_cfg: &[ServiceConfig]) -> Vec<PotError> {
         if svc.ports.is_empty() {
             errors.push(err("no ports".into()));
         }
+        match crate::tls::from_options(&svc.options) {
+            Ok(Some(_)) if svc.ports.iter().any(|p| p.transport != Transport::Tcp) => {
+                errors.push(err("tls needs TCP ports only".into()));
+            }
+            Ok(_) => {}
+            Err(e) => errors.push(err(e)),
+        }
+        let options = crate::tls::emulator_options(&svc.options);
         if crate::script::is_script(&svc.plugin) {
             let transports: Vec<_> = svc.ports.iter().map(|p| p.transport).collect();
             if let Err(e) = crate::script::check(&svc.plugin, &transports) {
                 errors.push(err(e));
-            } else if let Err(e) = crate::services::no_options(&svc.options) {
+            } else if let Err(e) = crate::services::no_options(&options) {
                 errors.push(err(e));
             }
             continue;
@@ -338,7 +352,7 @@ pub fn check_services(services_cfg: &[ServiceConfig]) -> Vec<PotError> {
                     info.name,
                     port.transport.as_str()
                 )));
-            } else if let Err(e) = (info.build)(port.transport, &svc.options) {
+            } else if let Err(e) = (info.build)(port.transport, &options) {
                 errors.push(err(e));
             }
         }

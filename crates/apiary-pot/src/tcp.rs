@@ -68,11 +68,12 @@ pub(crate) async fn serve(
         };
         shared.stats.accepted.fetch_add(1, Relaxed);
         let handler = Arc::clone(&handler);
+        let service = Arc::clone(&service);
         let shared = Arc::clone(&shared);
         let cancel = cancel.clone();
         tracker.spawn(async move {
             let _permit = permit;
-            session(stream, ctx, handler, &shared, cancel).await;
+            session(stream, ctx, handler, service.tls.clone(), &shared, cancel).await;
         });
     }
 }
@@ -81,13 +82,32 @@ async fn session(
     stream: TcpStream,
     ctx: SessionCtx,
     handler: Arc<dyn crate::TcpService>,
+    tls: Option<Arc<rustls::ServerConfig>>,
     shared: &Shared,
     cancel: CancellationToken,
 ) {
     let _ = stream.set_nodelay(true);
     shared.stats.open_sessions.fetch_add(1, Relaxed);
     ctx.emit(ctx.event(Kind::SESSION_OPEN));
-    let mut conn = Conn::new(Box::new(stream), ctx.clone(), shared.session_limits);
+    let io: Box<dyn crate::session::Stream> = match tls {
+        None => Box::new(stream),
+        Some(cfg) => {
+            let wait = shared.session_limits.read_timeout;
+            let done = tokio::select! {
+                s = crate::tls::accept(stream, cfg, &ctx, wait) => s,
+                () = cancel.cancelled() => None,
+            };
+            match done {
+                Some(s) => s,
+                None => {
+                    ctx.emit(ctx.close_event(0, 0, "tls"));
+                    shared.stats.open_sessions.fetch_sub(1, Relaxed);
+                    return;
+                }
+            }
+        }
+    };
+    let mut conn = Conn::new(io, ctx.clone(), shared.session_limits);
     let reason = tokio::select! {
         r = handler.handle(&mut conn) => match r {
             Ok(()) => {

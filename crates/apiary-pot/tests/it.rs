@@ -11,4 +11,5 @@ mod script;
 mod services;
 mod ssh;
 mod support;
+mod tls;
 mod udp_safety;
