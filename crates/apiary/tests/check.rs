@@ -132,6 +132,9 @@ fn list_services_and_completions() {
     for name in names {
         assert!(text.lines().any(|l| l.split_whitespace().next() == Some(name)), "{name}: {text}");
     }
+    // PROFILE, SERVICES, PORTS: HoneyPy's 355 common sections are 160 services on 340 ports.
+    let common = text.lines().find(|l| l.starts_with("common ")).unwrap_or_default();
+    assert_eq!(common.split_whitespace().take(3).collect::<Vec<_>>(), ["common", "160", "340"]);
     let out = apiary().args(["profile", "show", "default"]).output().unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("plugin = \"telnet\""));
     let out = apiary().args(["profile", "show", "nosuch"]).output().unwrap();
