@@ -275,21 +275,59 @@ fn stream(addr: &str, count: usize, tag: &str) -> Vec<String> {
 
 #[test]
 fn core_sigkill_mid_stream_and_node_restart_lose_nothing() {
+    sigkill_mid_stream_and_restart(None);
+}
+
+/// The same on PostgreSQL, where batches go in with `COPY` and a resent batch takes the
+/// deduplicating path.
+#[test]
+fn core_sigkill_mid_stream_on_postgres_stores_every_event_once() {
+    let db = format!("apiary_fleet_{}", uuid::Uuid::now_v7().simple());
+    let psql = |sql: &str| {
+        std::process::Command::new("psql")
+            .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "test", "-qc", sql])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if !psql(&format!("CREATE DATABASE {db}")) {
+        assert!(
+            std::env::var_os("APIARY_REQUIRE_SERVICES").is_none(),
+            "PostgreSQL on 127.0.0.1:5432 is required"
+        );
+        println!("skipped: no PostgreSQL");
+        return;
+    }
+    sigkill_mid_stream_and_restart(Some(&format!("postgres://postgres@127.0.0.1:5432/{db}")));
+    psql(&format!("DROP DATABASE {db} WITH (FORCE)"));
+}
+
+fn sigkill_mid_stream_and_restart(database_url: Option<&str>) {
     let dir = tempfile::tempdir().unwrap();
     let top = dir.path().join("core-data");
     let core_toml = dir.path().join("core.toml");
     let port = free_port();
+    let db_line = database_url.map(|u| format!("database_url = \"{u}\"\n")).unwrap_or_default();
     std::fs::write(
         &core_toml,
         format!(
-            "data_dir = \"{}\"\n\n[core]\nlisten = \"127.0.0.1:{port}\"\nhttp = \"127.0.0.1:0\"\n",
+            "data_dir = \"{}\"\n\n[core]\nlisten = \"127.0.0.1:{port}\"\nhttp = \"127.0.0.1:0\"\n{db_line}",
             top.display()
         ),
     )
     .unwrap();
     let names = ["ant-1", "ant-2"];
     let creds: Vec<(String, String)> = names.iter().map(|n| enroll(&core_toml, n)).collect();
-    let token = api_token(&top);
+    let out = apiary()
+        .args(["core", "user", "add", "fleet-test", "--role", "admin", "-c"])
+        .arg(&core_toml)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let token = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("token: ").map(str::to_owned))
+        .unwrap();
     let mut core = Proc::spawn(&["core", "run"], &core_toml);
     let addr = core.wait_line("listening on");
     let tomls: Vec<PathBuf> = names
@@ -318,7 +356,9 @@ fn core_sigkill_mid_stream_and_node_restart_lose_nothing() {
             std::thread::spawn(move || stream(&s, 25_000, n))
         })
         .collect();
-    let store_url = format!("sqlite:{}", top.join("core/core.db").display());
+    let store_url = database_url
+        .map(str::to_owned)
+        .unwrap_or_else(|| format!("sqlite:{}", top.join("core/core.db").display()));
     let count = |rt: &tokio::runtime::Runtime| {
         rt.block_on(async {
             let store = apiary_core::store::open(&store_url, None).await.unwrap();
