@@ -57,8 +57,25 @@ impl LinkStatus {
         self.last_error.lock().ok().and_then(|e| e.clone())
     }
     fn fail(&self, why: &str) {
+        let mut why = why.to_owned();
+        // Under TLS 1.3 a refused client certificate shows only as an alert after the
+        // handshake; name the likely cause instead of leaving the operator with "DecryptError".
+        const CERT_ALERTS: [&str; 6] = [
+            "DecryptError",
+            "BadCertificate",
+            "UnknownCA",
+            "CertificateRequired",
+            "CertificateUnknown",
+            "AccessDenied",
+        ];
+        if why.contains("received fatal alert") && CERT_ALERTS.iter().any(|a| why.contains(a)) {
+            why.push_str(
+                " (the Core refused this node's TLS client certificate: with mtls on the Core, \
+                 client_cert must be the one this Core issued to the node)",
+            );
+        }
         if let Ok(mut e) = self.last_error.lock() {
-            *e = Some(why.to_owned());
+            *e = Some(why);
         }
     }
 }

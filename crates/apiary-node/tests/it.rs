@@ -361,8 +361,8 @@ async fn mutual_tls_accepts_the_issued_certificate_and_refuses_others_with_a_rea
         ("m-none", None, "none was presented"),
         ("m-stolen", Some(&good), "was not issued to node \"m-stolen\""),
         ("m-unissued", Some(&good), "no client certificate was issued to node \"m-unissued\""),
-        // Refused in the handshake, before any registration; the node reports a TLS error.
-        ("m-foreign", Some(&foreign), ""),
+        // Refused in the handshake, before any registration; the node says why.
+        ("m-foreign", Some(&foreign), "refused this node's TLS client certificate"),
     ];
     for (name, cert, why) in refused {
         let node = start(name, cert).await;
