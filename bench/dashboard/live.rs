@@ -2,7 +2,7 @@
 //! 10,000 events/s into the Core.
 //!
 //! `cargo bench -p apiary-core --bench dashboard_live` (env: `RATE`, default 10,000 events/s;
-//! `SECONDS`, default 40). Starts a Core (SQLite, plain TCP for the node) with the API, opens
+//! `DURATION`, default 40 s). Starts a Core (SQLite, plain TCP for the node) with the API, opens
 //! the live page with `bench/dashboard/live.mjs` (needs node, Debian's chromium and
 //! `npm ci` in `crates/apiary-core/tests/browser`), connects one node and sends `RATE` events
 //! per second in 10 ms slices, each stamped with its send time. The page reports each second
@@ -61,7 +61,7 @@ struct Long {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let rate = env_num("RATE", 10_000);
-    let seconds = env_num("SECONDS", 40);
+    let seconds = env_num("DURATION", 40);
     let dir = tempfile::tempdir().unwrap();
     let core = Core::start(CoreConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
