@@ -65,6 +65,8 @@ pub struct UpConfig {
     pub database_url: Option<String>,
     /// How often the local node heartbeats.
     pub heartbeat: Duration,
+    /// A MaxMind GeoIP database for the overview's countries and map (`[core] geoip`).
+    pub geoip: Option<PathBuf>,
 }
 
 impl Default for UpConfig {
@@ -78,6 +80,7 @@ impl Default for UpConfig {
             node_name: "local".into(),
             pot_name: "default".into(),
             database_url: None,
+            geoip: None,
             heartbeat: Duration::from_secs(30),
         }
     }
@@ -212,6 +215,7 @@ pub async fn run(cfg: UpConfig) -> Result<UpHandle, UpError> {
         transport: NodeTransport::Tls,
         heartbeat_interval: cfg.heartbeat,
         command_gap: Duration::from_millis(50),
+        geoip: cfg.geoip.clone(),
         ..CoreConfig::default()
     };
     let core = Core::start(core_cfg).await?;
