@@ -549,9 +549,8 @@ impl Client {
         if let Mode::Shell { mut shell, tty, .. } = chan.mode {
             let files = shell.finish();
             self.emit_shell(files);
-            if let (Some(tty), Some(dir)) = (tty, self.svc.ttylog_dir.as_ref()) {
-                let name = format!("{}-{}", self.ctx.id, id);
-                let (path, size, sha, truncated) = tty.finish(dir, &name);
+            if let Some(tty) = tty {
+                let (path, size, sha, truncated) = tty.finish();
                 let mut e = self.ctx.event(Kind::new("ssh.ttylog"));
                 e.message = Some(path.display().to_string());
                 e.fields.insert("path".into(), path.display().to_string().into());
@@ -706,9 +705,14 @@ impl russh::server::Handler for Client {
             return session.channel_failure(channel);
         };
         let mut tty = match (&c.pty, &self.svc.ttylog_dir) {
-            (Some((term, cols, rows)), Some(_)) => {
-                Some(ttylog::TtyLog::new(&self.ctx.id.to_string(), term, *cols, *rows, TTYLOG_CAP))
-            }
+            (Some((term, cols, rows)), Some(dir)) => Some(ttylog::TtyLog::new(
+                dir,
+                &format!("{}-{}", self.ctx.id, channel),
+                &self.ctx.id.to_string(),
+                term,
+                (*cols, *rows),
+                TTYLOG_CAP,
+            )),
             _ => None,
         };
         let mut banner = to_crlf(shell.motd().as_bytes());
