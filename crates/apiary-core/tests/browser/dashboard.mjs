@@ -152,7 +152,13 @@ try {
   await page.goto(`${URL_BASE}/#/overview`);
   await page.waitForFunction(() => document.getElementById('ov-sources-t').textContent.includes('127.0.0.1'), null, { timeout: WAIT });
   await page.waitForFunction(() => document.getElementById('ov-creds-t').textContent.includes('root / toor'), null, { timeout: WAIT });
+  // With a GeoIP database (the test writes one): source countries and dots on the map.
+  await page.waitForSelector('#ov-geo:not([hidden]) #ov-map circle', { timeout: WAIT });
+  summary.map_dots = await page.locator('#ov-map circle').count();
+  summary.countries = await page.textContent('#ov-countries-t');
   await shot(page, 'overview');
+  await page.locator('#ov-geo').scrollIntoViewIfNeeded();
+  await shot(page, 'overview-map');
 
   // Enrollment: a QR code drawn by the Core.
   await page.goto(`${URL_BASE}/#/enroll`);

@@ -64,16 +64,23 @@ async fn dashboard_in_headless_chromium() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
+    let geoip = dir.path().join("GeoLite2-City.mmdb");
+    crate::mmdb::write(&geoip, "GeoLite2-City", &crate::mmdb::world_entries(), 1_700_000_000);
     let up = run(UpConfig {
         data_dir: dir.path().to_path_buf(),
         core_listen: "127.0.0.1:0".parse().unwrap(),
         http_listen: "127.0.0.1:0".parse().unwrap(),
         pot_bind: vec!["127.0.0.1".parse().unwrap()],
         services: Some(vec![svc("web", "web"), svc("smtp", "smtp")]),
+        geoip: Some(geoip),
         ..UpConfig::default()
     })
     .await
     .unwrap();
+    // Attacks from the test GeoIP world (loopback, where the real attacks come from, has no
+    // place), so the overview has countries and a map to show.
+    let located = crate::mmdb::located_events(&crate::mmdb::world_entries(), 400);
+    up.core().store().insert_events(&located).await.unwrap();
     let addr = |name: &str| {
         up.listeners
             .iter()
@@ -107,6 +114,8 @@ async fn dashboard_in_headless_chromium() {
         serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap();
     assert_eq!(summary["problems"], serde_json::json!([]));
     assert!(summary["user"].as_str().unwrap().contains("apiary-up"));
+    assert_eq!(summary["map_dots"], serde_json::json!(crate::mmdb::world_entries().len()));
+    assert!(summary["countries"].as_str().unwrap().contains("BR"));
     for page in
         ["login", "overview", "live", "search", "session", "nodes", "node", "enroll", "alerts"]
     {

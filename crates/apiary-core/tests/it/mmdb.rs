@@ -189,3 +189,60 @@ pub(crate) fn test_entries() -> Vec<Entry> {
         },
     ]
 }
+
+/// A wider test world for the dashboard's screenshots: one /16 per city.
+pub(crate) fn world_entries() -> Vec<Entry> {
+    let cities: [(&'static str, f64, f64); 12] = [
+        ("DE", 52.52, 13.40),
+        ("BR", -23.55, -46.63),
+        ("JP", 35.68, 139.69),
+        ("US", 40.71, -74.01),
+        ("US", 37.77, -122.42),
+        ("CN", 31.23, 121.47),
+        ("IN", 19.08, 72.88),
+        ("RU", 55.76, 37.62),
+        ("NL", 52.37, 4.90),
+        ("ZA", -26.20, 28.05),
+        ("AU", -33.87, 151.21),
+        ("VN", 10.82, 106.63),
+    ];
+    cities
+        .iter()
+        .enumerate()
+        .map(|(i, &(country, lat, lon))| Entry {
+            net: Ipv4Addr::new(10, 100 + i as u8, 0, 0),
+            prefix: 16,
+            country,
+            location: Some((lat, lon)),
+        })
+        .collect()
+}
+
+/// `n` login attempts from the networks of `entries` over the last hour, skewed towards the
+/// first ones.
+pub(crate) fn located_events(entries: &[Entry], n: usize) -> Vec<apiary_core::StoredEvent> {
+    use apiary_event::{Auth, AuthMethod, Event, Kind, Timestamp};
+    let now = Timestamp::now().as_micros();
+    (0..n)
+        .map(|i| {
+            let e = &entries[(i * i + i / 3) % (entries.len() * 2) % entries.len()];
+            let [a, b, ..] = e.net.octets();
+            let mut ev = Event::at(
+                Kind::AUTH_ATTEMPT,
+                std::sync::Arc::from("sensor"),
+                Timestamp::from_micros(now - 3_000_000_000 + i as i64 * 5_000_000),
+                uuid::Uuid::now_v7(),
+            );
+            ev.src_ip = Some(format!("{a}.{b}.{}.{}", i % 7, 1 + i % 200).parse().unwrap());
+            ev.service = Some(std::sync::Arc::from("ssh"));
+            ev.auth = Some(Box::new(Auth {
+                method: AuthMethod::Password,
+                username: Some(["root", "admin", "ubuntu"][i % 3].into()),
+                password: Some(["123456", "password", "admin"][i % 3].into()),
+                success: false,
+                extra: Default::default(),
+            }));
+            apiary_core::StoredEvent { node_id: None, event: ev }
+        })
+        .collect()
+}
