@@ -260,6 +260,9 @@ pub(crate) struct Fetcher {
     used: AtomicU64,
     slots: Arc<Semaphore>,
     waiting: AtomicUsize,
+    /// Held from "is it stored already" to the rename, so two fetches of one payload store it
+    /// (and count it) once.
+    store: tokio::sync::Mutex<()>,
 }
 
 impl Fetcher {
@@ -324,6 +327,7 @@ impl Fetcher {
             used: AtomicU64::new(used),
             slots: Arc::new(Semaphore::new(CONCURRENT)),
             waiting: AtomicUsize::new(0),
+            store: tokio::sync::Mutex::new(()),
         })))
     }
 
@@ -428,6 +432,7 @@ impl Fetcher {
         drop(file);
         let sha256: String = hash.finalize().iter().map(|b| format!("{b:02x}")).collect();
         let path = self.dir.join(&sha256);
+        let _store = self.store.lock().await;
         if tokio::fs::try_exists(&path).await.unwrap_or(false) {
             let _ = tokio::fs::remove_file(tmp).await;
             return Ok(Stored { sha256, size, path, status, duplicate: true });

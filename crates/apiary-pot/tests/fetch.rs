@@ -146,13 +146,13 @@ async fn fetched_stored_by_hash_cut_timed_out_and_other_schemes() {
     let (pot, port) = start_ssh(dir.path(), true);
     let base = format!("http://127.0.0.1:{http}");
     let cmd = format!(
-        "wget {base}/x.sh; curl -O {base}/big; wget {base}/hang; wget {base}/gone; busybox tftp -g -r bins.sh 127.0.0.1"
+        "wget {base}/x.sh; curl -O {base}/big; wget {base}/hang; wget {base}/gone; busybox tftp -g -r bins.sh 127.0.0.1; wget {base}/y.sh; curl -O {base}/y.sh"
     );
     let o = run(ssh_args(port, "pw", &["root@127.0.0.1", &cmd]), None).await;
     // The fake shell's answer is what it was before the fetcher: wget still "fails".
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains(&format!("Connecting to 127.0.0.1:{http}... failed")), "{err}");
-    let done = outcomes(&pot, 5).await;
+    let done = outcomes(&pot, 7).await;
 
     let ok = by_url(&done, &format!("{base}/x.sh"));
     assert_eq!(ok.kind, Kind::new("download.fetched"));
@@ -178,22 +178,38 @@ async fn fetched_stored_by_hash_cut_timed_out_and_other_schemes() {
     let tftp = by_url(&done, "tftp://127.0.0.1/bins.sh");
     assert_eq!(tftp.fields["reason"], "scheme");
 
-    // Only the payload was kept: no partial file of the cut or timed-out bodies.
-    let names: Vec<String> = std::fs::read_dir(dir.path().join("downloads"))
+    // The same payload fetched twice at once is stored once, the second seen as a duplicate.
+    let second = format!("{:x}", Sha256::digest(SECOND));
+    let mut dups: Vec<bool> = done
+        .iter()
+        .filter(|e| e.download.as_ref().unwrap().url.ends_with("/y.sh"))
+        .map(|e| {
+            assert_eq!(e.download.as_ref().unwrap().sha256.as_deref(), Some(second.as_str()));
+            e.fields["duplicate"].as_bool().unwrap()
+        })
+        .collect();
+    dups.sort_unstable();
+    assert_eq!(dups, [false, true]);
+
+    // Only the payloads were kept: no partial file of the cut or timed-out bodies.
+    let mut names: Vec<String> = std::fs::read_dir(dir.path().join("downloads"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
-    assert_eq!(names, vec![sha.clone()]);
+    names.sort_unstable();
+    let mut want = vec![sha.clone(), second];
+    want.sort_unstable();
+    assert_eq!(names, want);
 
     // The same payload again is recorded as a duplicate, stored once.
     let again =
         run(ssh_args(port, "pw", &["root@127.0.0.1", &format!("wget {base}/x.sh")]), None).await;
     assert!(again.status.code().is_some(), "{again:?}");
-    let done = outcomes(&pot, 6).await;
+    let done = outcomes(&pot, 8).await;
     let dup = done.last().unwrap();
     assert_eq!(dup.kind, Kind::new("download.fetched"));
     assert_eq!(dup.fields["duplicate"], true);
-    assert_eq!(std::fs::read_dir(dir.path().join("downloads")).unwrap().count(), 1);
+    assert_eq!(std::fs::read_dir(dir.path().join("downloads")).unwrap().count(), 2);
 
     // Each outcome belongs to the session whose command asked for it.
     let events = pot.finish().await;
