@@ -34,6 +34,8 @@ const QUEUED: usize = 64;
 const MAX_REDIRECTS: usize = 3;
 /// Longest URL fetched.
 const MAX_URL: usize = 2048;
+/// Name prefix of partial downloads in the store.
+const PART: &str = ".part-";
 
 /// `download.fetched`: a URL was fetched and its body stored.
 pub(crate) const FETCHED: Kind = Kind::from_static("download.fetched");
@@ -280,13 +282,17 @@ impl Fetcher {
         }
         std::fs::create_dir_all(&o.fetch_dir)
             .map_err(|e| format!("fetch_dir {}: {e}", o.fetch_dir.display()))?;
-        let used = std::fs::read_dir(&o.fetch_dir)
-            .map_err(|e| format!("fetch_dir {}: {e}", o.fetch_dir.display()))?
-            .filter_map(Result::ok)
-            .filter_map(|e| e.metadata().ok())
-            .filter(std::fs::Metadata::is_file)
-            .map(|m| m.len())
-            .sum();
+        let mut used = 0;
+        let entries = std::fs::read_dir(&o.fetch_dir)
+            .map_err(|e| format!("fetch_dir {}: {e}", o.fetch_dir.display()))?;
+        for entry in entries.filter_map(Result::ok) {
+            if entry.file_name().to_string_lossy().starts_with(PART) {
+                // Left by a process that stopped mid-download.
+                let _ = std::fs::remove_file(entry.path());
+            } else if let Some(m) = entry.metadata().ok().filter(std::fs::Metadata::is_file) {
+                used += m.len();
+            }
+        }
         let allow_private = o.fetch_private;
         let redirect = reqwest::redirect::Policy::custom(move |attempt| {
             if attempt.previous().len() > MAX_REDIRECTS {
@@ -395,12 +401,9 @@ impl Fetcher {
             f.status = Some(status);
             return Err(f);
         }
-        let tmp = self.dir.join(format!(".part-{}", uuid::Uuid::now_v7()));
-        let result = self.stream(&mut resp, &tmp, status).await;
-        if result.is_err() {
-            let _ = tokio::fs::remove_file(&tmp).await;
-        }
-        result
+        let tmp = TempFile(self.dir.join(format!("{PART}{}", uuid::Uuid::now_v7())));
+        // On failure, or when the timeout drops this future mid-stream, `tmp` removes the file.
+        self.stream(&mut resp, &tmp.0, status).await
     }
 
     /// Streams the body into `tmp`, hashing as it goes, then moves it to `<dir>/<sha256>`.
@@ -452,6 +455,15 @@ impl Fetcher {
             return Err(io(e));
         }
         Ok(Stored { sha256, size, path, status, duplicate: false })
+    }
+}
+
+/// A partial download, removed when dropped (a no-op once it was renamed into the store).
+struct TempFile(PathBuf);
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
     }
 }
 
@@ -592,7 +604,9 @@ mod tests {
         o.fetch_max_bytes = 10;
         std::fs::create_dir_all(&o.fetch_dir).unwrap();
         std::fs::write(o.fetch_dir.join("old"), b"12345").unwrap();
+        std::fs::write(o.fetch_dir.join(".part-x"), b"cut off by a crash").unwrap();
         let f = Fetcher::from_options(&o).unwrap().unwrap();
         assert_eq!(f.used.load(Ordering::Acquire), 5, "existing files count against the cap");
+        assert!(!o.fetch_dir.join(".part-x").exists(), "partial files are removed at start");
     }
 }
