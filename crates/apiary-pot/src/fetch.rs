@@ -341,6 +341,11 @@ impl Fetcher {
     /// once (the attacker's session never waits for it).
     pub(crate) fn spawn(self: &Arc<Self>, url: &str, tool: &'static str, ctx: &SessionCtx) {
         let ctx = ctx.clone();
+        // What can be refused without the network is, at once, without taking a slot.
+        let parsed = match self.precheck(url) {
+            Ok(p) => p,
+            Err(f) => return ctx.emit(failed_event(&ctx, url, tool, &f)),
+        };
         let url = url.to_owned();
         if self.waiting.fetch_add(1, Ordering::AcqRel) >= QUEUED {
             self.waiting.fetch_sub(1, Ordering::AcqRel);
@@ -354,9 +359,10 @@ impl Fetcher {
             me.waiting.fetch_sub(1, Ordering::AcqRel);
             let Ok(_permit) = permit else { return };
             // The client's own timeout covers the request; this one also bounds the disk work.
-            let outcome = tokio::time::timeout(me.timeout + Duration::from_secs(1), me.fetch(&url))
-                .await
-                .unwrap_or_else(|_| Err(Failure::new(Reason::Timeout, "fetch timed out")));
+            let outcome =
+                tokio::time::timeout(me.timeout + Duration::from_secs(1), me.fetch(parsed))
+                    .await
+                    .unwrap_or_else(|_| Err(Failure::new(Reason::Timeout, "fetch timed out")));
             let e = match outcome {
                 Ok(s) => fetched_event(&ctx, &url, tool, &s),
                 Err(f) => failed_event(&ctx, &url, tool, &f),
@@ -365,7 +371,8 @@ impl Fetcher {
         });
     }
 
-    async fn fetch(&self, url: &str) -> Result<Stored, Failure> {
+    /// The checks that need no network: length, scheme, IP literals.
+    fn precheck(&self, url: &str) -> Result<reqwest::Url, Failure> {
         if url.len() > MAX_URL {
             return Err(Failure::new(Reason::BadUrl, "URL too long"));
         }
@@ -383,6 +390,10 @@ impl Fetcher {
                 format!("{} is a refused (private) address", parsed.host_str().unwrap_or_default()),
             ));
         }
+        Ok(parsed)
+    }
+
+    async fn fetch(&self, parsed: reqwest::Url) -> Result<Stored, Failure> {
         if self.used.load(Ordering::Acquire) >= self.store_bytes {
             return Err(Failure::new(Reason::StoreFull, "the download store is full"));
         }
@@ -591,6 +602,26 @@ mod tests {
         assert!(literal_private(&u("http://0x7f.1/x")));
         assert!(!literal_private(&u("http://203.0.114.5/x")));
         assert!(!literal_private(&u("http://example.com/x")));
+    }
+
+    #[test]
+    fn refused_without_the_network() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut o =
+            FetchOptions { fetch: true, fetch_dir: dir.path().into(), ..Default::default() };
+        let f = Fetcher::from_options(&o).unwrap().unwrap();
+        let reason = |u: &str| f.precheck(u).err().map(|e| e.reason);
+        assert_eq!(reason("tftp://203.0.114.5/bins.sh"), Some(Reason::Scheme));
+        assert_eq!(reason("ftp://203.0.114.5/a"), Some(Reason::Scheme));
+        assert_eq!(reason("http://127.0.0.1:8080/x.sh"), Some(Reason::PrivateAddress));
+        assert_eq!(reason("http://[fe80::1]/x.sh"), Some(Reason::PrivateAddress));
+        assert_eq!(reason("http://"), Some(Reason::BadUrl));
+        let long = format!("http://example.com/{}", "a".repeat(MAX_URL));
+        assert_eq!(reason(&long), Some(Reason::BadUrl));
+        assert_eq!(reason("https://example.com/x.sh"), None);
+        o.fetch_private = true;
+        let f = Fetcher::from_options(&o).unwrap().unwrap();
+        assert!(f.precheck("http://127.0.0.1:8080/x.sh").is_ok());
     }
 
     #[test]
