@@ -225,7 +225,9 @@ async fn end_to_end(cfg: CoreConfig) {
 
     // A command and its result: the node answers GetInstalledPots with a pot status.
     let sent = client.send_command(node_id, &NodeCommandType::GetInstalledPots).await.unwrap();
-    assert_eq!(sent.status, "pending");
+    // The node is connected, so the Core may already have written it when the API reads the
+    // row back: either early state is right, an answer is not (the node has not replied).
+    assert!(["pending", "sent"].contains(&sent.status.as_str()), "{}", sent.status);
     let cmd = loop {
         match node.recv().await {
             Some(CoreMessage::NodeCommand(c)) => break c,
