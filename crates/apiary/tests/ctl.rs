@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::apiary;
-use crate::fleet::{Proc, enroll, eventually, free_port, node_toml, rt, web_pot};
+use crate::fleet::{Proc, core_toml, enroll, eventually, free_port, node_toml, rt, web_pot};
 
 /// `apiary core user add NAME --role ROLE`; returns the printed token.
 fn user_add(core_toml: &Path, name: &str, role: &str) -> String {
@@ -85,17 +85,8 @@ fn curl(port: u16, tag: &str) {
 #[test]
 fn ctl_operates_a_running_core() {
     let dir = tempfile::tempdir().unwrap();
-    let top = dir.path().join("core-data");
-    let core_toml = dir.path().join("core.toml");
     let http = free_port();
-    std::fs::write(
-        &core_toml,
-        format!(
-            "data_dir = \"{}\"\n\n[core]\nlisten = \"127.0.0.1:0\"\nhttp = \"127.0.0.1:{http}\"\n",
-            top.display()
-        ),
-    )
-    .unwrap();
+    let (_, core_toml) = core_toml(dir.path(), "127.0.0.1:0", &format!("127.0.0.1:{http}"), "");
     let (secret, ca) = enroll(&core_toml, "hive-1");
     let admin = Ctl { core_toml: &core_toml, token: user_add(&core_toml, "root-op", "admin") };
     let ops = Ctl { core_toml: &core_toml, token: user_add(&core_toml, "ops", "operator") };

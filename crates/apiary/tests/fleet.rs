@@ -103,6 +103,19 @@ pub(crate) fn enroll(core_toml: &Path, name: &str) -> (String, String) {
     (field("totp_secret = "), field("ca_file = "))
 }
 
+/// Writes `dir/core.toml` for a Core with its data in `dir/core-data`, the node port `listen`
+/// and the API on `http`, plus `extra` lines of `[core]`; returns (data dir, config path).
+pub(crate) fn core_toml(dir: &Path, listen: &str, http: &str, extra: &str) -> (PathBuf, PathBuf) {
+    let top = dir.join("core-data");
+    let path = dir.join("core.toml");
+    let text = format!(
+        "data_dir = \"{}\"\n\n[core]\nlisten = \"{listen}\"\nhttp = \"{http}\"\n{extra}",
+        top.display()
+    );
+    std::fs::write(&path, text).unwrap();
+    (top, path)
+}
+
 pub(crate) fn node_toml(dir: &Path, name: &str, core: &str, secret: &str, ca: &str) -> PathBuf {
     let path = dir.join(format!("{name}.toml"));
     let text = format!(
@@ -172,16 +185,7 @@ async fn node_id(api: &Client, name: &str) -> i64 {
 #[test]
 fn core_and_three_nodes_deploy_attack_and_report() {
     let dir = tempfile::tempdir().unwrap();
-    let top = dir.path().join("core-data");
-    let core_toml = dir.path().join("core.toml");
-    std::fs::write(
-        &core_toml,
-        format!(
-            "data_dir = \"{}\"\n\n[core]\nlisten = \"127.0.0.1:0\"\nhttp = \"127.0.0.1:0\"\n",
-            top.display()
-        ),
-    )
-    .unwrap();
+    let (top, core_toml) = core_toml(dir.path(), "127.0.0.1:0", "127.0.0.1:0", "");
     let names = ["bee-1", "bee-2", "bee-3"];
     let creds: Vec<(String, String)> = names.iter().map(|n| enroll(&core_toml, n)).collect();
     let token = api_token(&top);
@@ -303,18 +307,10 @@ fn core_sigkill_mid_stream_on_postgres_stores_every_event_once() {
 
 fn sigkill_mid_stream_and_restart(database_url: Option<&str>) {
     let dir = tempfile::tempdir().unwrap();
-    let top = dir.path().join("core-data");
-    let core_toml = dir.path().join("core.toml");
     let port = free_port();
     let db_line = database_url.map(|u| format!("database_url = \"{u}\"\n")).unwrap_or_default();
-    std::fs::write(
-        &core_toml,
-        format!(
-            "data_dir = \"{}\"\n\n[core]\nlisten = \"127.0.0.1:{port}\"\nhttp = \"127.0.0.1:0\"\n{db_line}",
-            top.display()
-        ),
-    )
-    .unwrap();
+    let (top, core_toml) =
+        core_toml(dir.path(), &format!("127.0.0.1:{port}"), "127.0.0.1:0", &db_line);
     let names = ["ant-1", "ant-2"];
     let creds: Vec<(String, String)> = names.iter().map(|n| enroll(&core_toml, n)).collect();
     let out = apiary()
@@ -421,16 +417,7 @@ fn sigkill_mid_stream_and_restart(database_url: Option<&str>) {
 #[test]
 fn mutual_tls_fleet_enrolls_with_a_certificate_and_reissue_revokes_the_old_one() {
     let dir = tempfile::tempdir().unwrap();
-    let top = dir.path().join("core-data");
-    let core_toml = dir.path().join("core.toml");
-    std::fs::write(
-        &core_toml,
-        format!(
-            "data_dir = \"{}\"\n\n[core]\nlisten = \"127.0.0.1:0\"\nhttp = \"127.0.0.1:0\"\nmtls = true\n",
-            top.display()
-        ),
-    )
-    .unwrap();
+    let (top, core_toml) = core_toml(dir.path(), "127.0.0.1:0", "127.0.0.1:0", "mtls = true\n");
     let out =
         apiary().args(["core", "node", "add", "mt-1", "-c"]).arg(&core_toml).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
