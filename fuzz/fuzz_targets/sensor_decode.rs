@@ -1,9 +1,10 @@
 //! Fuzz target: the sensor's packet decoder and the whole per-packet path (filters, tracker)
-//! on arbitrary frames of every supported link type.
+//! on arbitrary frames of every supported link type; the decoder's hand-written fast path must
+//! agree with etherparse (`decode_reference`) on every frame.
 #![no_main]
 
 use apiary_event::Timestamp;
-use apiary_sensor::decode::{LinkType, decode};
+use apiary_sensor::decode::{LinkType, decode, decode_reference};
 use apiary_sensor::{Pipeline, SensorConfig};
 use libfuzzer_sys::fuzz_target;
 
@@ -18,7 +19,7 @@ fuzz_target!(|data: &[u8]| {
         5 => LinkType::LinuxSll2,
         _ => LinkType::Null,
     };
-    let _ = decode(link, frame);
+    assert_eq!(decode(link, frame), decode_reference(link, frame));
     let mut cfg = SensorConfig::default();
     cfg.filter.payload.dns.enabled = true;
     cfg.filter.payload.dns.ports = vec![53];

@@ -1,10 +1,11 @@
 //! pcap and pcapng files: a two-phase reader (check a header, then read its body into one
-//! reused buffer) and small writers for tests, benches and fixtures.
+//! reused buffer, or for classic pcap lend it straight from the read buffer when the whole
+//! record is there) and small writers for tests, benches and fixtures.
 //!
 //! Every length read from the file is checked against a cap before anything is read or
 //! allocated, so a hostile file costs at most one capped buffer.
 
-use std::io::{self, BufReader, Read, Write};
+use std::io::{self, BufRead, BufReader, Read, Write};
 
 use apiary_event::Timestamp;
 
@@ -68,6 +69,8 @@ pub struct PcapReader<R> {
     inner: BufReader<R>,
     format: Format,
     buf: Vec<u8>,
+    /// Bytes of the read buffer lent out as the last packet, consumed on the next call.
+    lent: usize,
     /// Timestamp of the last packet, for pcapng simple packet blocks that carry none.
     last_ts: Timestamp,
 }
@@ -95,7 +98,13 @@ impl<R: Read> PcapReader<R> {
             }
             other => return Err(PcapError::BadMagic(other)),
         };
-        Ok(Self { inner, format, buf: Vec::with_capacity(65_536), last_ts: Timestamp::EPOCH })
+        Ok(Self {
+            inner,
+            format,
+            buf: Vec::with_capacity(65_536),
+            lent: 0,
+            last_ts: Timestamp::EPOCH,
+        })
     }
 
     /// The link type of a classic pcap file, or of the first pcapng interface seen so far.
@@ -108,6 +117,7 @@ impl<R: Read> PcapReader<R> {
 
     /// The next packet, or `None` at the end of the file.
     pub fn next_packet(&mut self) -> Result<Option<RawPacket<'_>>, PcapError> {
+        self.inner.consume(std::mem::take(&mut self.lent));
         match self.format {
             Format::Pcap { big_endian, nanos, linktype } => {
                 self.next_pcap(big_endian, nanos, linktype)
@@ -122,23 +132,38 @@ impl<R: Read> PcapReader<R> {
         nanos: bool,
         linktype: u32,
     ) -> Result<Option<RawPacket<'_>>, PcapError> {
+        // Phase one: check the record header before reading its body.
+        let record = |hdr: &[u8]| -> Result<(Timestamp, usize, u32), PcapError> {
+            let secs = u32_at(hdr, 0, be).unwrap_or(0);
+            let frac = u32_at(hdr, 4, be).unwrap_or(0);
+            let incl = u32_at(hdr, 8, be).unwrap_or(0) as usize;
+            let orig_len = u32_at(hdr, 12, be).unwrap_or(0);
+            if incl > MAX_PACKET {
+                return Err(PcapError::Corrupt("packet length above 256 KiB"));
+            }
+            let micros = if nanos { frac / 1000 } else { frac };
+            Ok((Timestamp::from_secs_micros(i64::from(secs), micros.min(999_999)), incl, orig_len))
+        };
+        // Phase two, usual case: the whole record is in the read buffer; lend its body from
+        // there (consumed on the next call) instead of copying it.
+        let whole = match self.inner.buffer().get(..16) {
+            Some(hdr) => Some(record(hdr)?).filter(|r| self.inner.buffer().len() >= 16 + r.1),
+            None => None,
+        };
+        if let Some((ts, incl, orig_len)) = whole {
+            self.lent = 16 + incl;
+            self.last_ts = ts;
+            let data = self.inner.buffer().get(16..16 + incl).unwrap_or_default();
+            return Ok(Some(RawPacket { ts, linktype, data, orig_len }));
+        }
+        // Phase two at the end of the read buffer: read exactly the body into our own buffer.
         let mut hdr = [0u8; 16];
         if !read_record_start(&mut self.inner, &mut hdr)? {
             return Ok(None);
         }
-        // Phase one: check the record header before reading its body.
-        let secs = u32_at(&hdr, 0, be).unwrap_or(0);
-        let frac = u32_at(&hdr, 4, be).unwrap_or(0);
-        let incl = u32_at(&hdr, 8, be).unwrap_or(0) as usize;
-        let orig_len = u32_at(&hdr, 12, be).unwrap_or(0);
-        if incl > MAX_PACKET {
-            return Err(PcapError::Corrupt("packet length above 256 KiB"));
-        }
-        // Phase two: read exactly the body into the reused buffer.
+        let (ts, incl, orig_len) = record(&hdr)?;
         self.buf.resize(incl, 0);
         read_exact_or(&mut self.inner, &mut self.buf, PcapError::Truncated)?;
-        let micros = if nanos { frac / 1000 } else { frac };
-        let ts = Timestamp::from_secs_micros(i64::from(secs), micros.min(999_999));
         self.last_ts = ts;
         Ok(Some(RawPacket { ts, linktype, data: &self.buf, orig_len }))
     }

@@ -472,7 +472,8 @@ impl Tracker {
     ) {
         let key = FlowKey::tcp(p.src, sport, p.dst, dport);
         let syn_only = flags & SYN != 0 && flags & ACK == 0;
-        if !self.flows.contains_key(&key) {
+        // One lookup for the usual packet of a known flow.
+        let Some(f) = self.flows.get_mut(&key) else {
             if !syn_only {
                 self.stats.tcp_untracked += 1;
                 return;
@@ -517,27 +518,25 @@ impl Tracker {
                 );
             }
             return;
-        }
+        };
         // Fast path: most packets change nothing but counters; update them in place.
-        if let Some(f) = self.flows.get_mut(&key) {
-            let from_init = (p.src, sport) == f.init;
-            let quiet = f.pending.is_none()
-                && (syn_only || (f.established || from_init) && flags & (FIN | RST) == 0);
-            if quiet {
-                if from_init {
-                    f.orig_packets += 1;
-                    f.orig_bytes += u64::from(p.ip_len);
-                } else {
-                    f.resp_packets += 1;
-                    f.resp_bytes += u64::from(p.ip_len);
-                }
-                f.last = ts;
-                f.history.tcp(flags, payload.len(), from_init);
-                if self.tcp_idle {
-                    f.deadline = ts.as_micros().saturating_add(f.timeout);
-                }
-                return;
+        let from_init = (p.src, sport) == f.init;
+        let quiet = f.pending.is_none()
+            && (syn_only || (f.established || from_init) && flags & (FIN | RST) == 0);
+        if quiet {
+            if from_init {
+                f.orig_packets += 1;
+                f.orig_bytes += u64::from(p.ip_len);
+            } else {
+                f.resp_packets += 1;
+                f.resp_bytes += u64::from(p.ip_len);
             }
+            f.last = ts;
+            f.history.tcp(flags, payload.len(), from_init);
+            if self.tcp_idle {
+                f.deadline = ts.as_micros().saturating_add(f.timeout);
+            }
+            return;
         }
         let Some(mut f) = self.flows.remove(&key) else { return };
         let from_init = (p.src, sport) == f.init;
