@@ -100,10 +100,19 @@ fn build_list(lua: &Lua, batch: &[Record]) -> mlua::Result<Table> {
     unsafe {
         lua.exec_raw((), |state| {
             ffi::luaL_checkstack(state, STACK_NEEDED, std::ptr::null());
+            // Collect the previous batch (garbage once its call returned) now, while nothing
+            // of this one exists, then give the collector credit for this batch: otherwise its
+            // steps run while the list is being built and traverse every record built so far,
+            // records that are all still alive. The memory limit still holds (an allocation
+            // over it runs an emergency collection first), and the plugin's own allocations
+            // are collected as before.
+            ffi::lua_gc(state, ffi::LUA_GCSTEP, 0);
+            ffi::lua_gc(state, ffi::LUA_GCSTEP, -batch_credit_kib(batch.len()));
             let keys = push_keys(state);
+            let mut recent = Recent::default();
             ffi::lua_createtable(state, c_int::try_from(batch.len()).unwrap_or(0), 0);
             for (i, rec) in batch.iter().enumerate() {
-                push_record(state, rec, keys);
+                push_record(state, rec, keys, &mut recent);
                 ffi::lua_rawseti(state, -2, i as ffi::lua_Integer + 1);
             }
             // Leave only the list: it replaces the first key, the other keys are dropped.
@@ -113,13 +122,19 @@ fn build_list(lua: &Lua, batch: &[Record]) -> mlua::Result<Table> {
     }
 }
 
+/// Collector credit for building `records` records, in KiB: a record's table with its
+/// hash part and its timestamp string take about 600 bytes.
+fn batch_credit_kib(records: usize) -> c_int {
+    c_int::try_from(records.saturating_mul(600) / 1024 + 1).unwrap_or(c_int::MAX)
+}
+
 fn build_record(lua: &Lua, rec: &Record) -> mlua::Result<Table> {
     // SAFETY: as in `build_list`.
     unsafe {
         lua.exec_raw((), |state| {
             ffi::luaL_checkstack(state, STACK_NEEDED, std::ptr::null());
             let keys = push_keys(state);
-            push_record(state, rec, keys);
+            push_record(state, rec, keys, &mut Recent::default());
             ffi::lua_replace(state, keys);
             ffi::lua_settop(state, keys);
         })
@@ -128,23 +143,65 @@ fn build_record(lua: &Lua, rec: &Record) -> mlua::Result<Table> {
 
 /// Stack slots used at most: the record keys and common values, a record, its payload table
 /// and a key-value pair, and a margin.
-const STACK_NEEDED: c_int = (RECORD_KEYS.len() + COMMON_VALUES.len()) as c_int + 16;
+const STACK_NEEDED: c_int = (RECORD_KEYS.len() + COMMON_VALUES.len() + RECENT_SLOTS) as c_int + 16;
 
 /// Values that recur in almost every record, pushed once per call like the keys: the
 /// protocol names in [`Transport`] order, then the states in [`FlowState`] order.
 const COMMON_VALUES: [&str; 9] =
     ["TCP", "UDP", "ICMP", "ICMPv6", "NEW", "ESTABLISHED", "CLOSE", "ABORT", "EXPIRED"];
 
-/// Pushes PokieStream's keys and the common values once per call; returns the stack index of
-/// the first key. Copying a stack slot is much cheaper than interning the same string again
-/// for every record.
+/// Stack slots after the common values that hold the strings of recent text fields (see
+/// [`Recent`]).
+const RECENT_SLOTS: usize = 4;
+
+/// Pushes PokieStream's keys and the common values once per call, then the empty slots of
+/// [`Recent`]; returns the stack index of the first key. Copying a stack slot is much cheaper
+/// than interning the same string again for every record.
 unsafe fn push_keys(state: *mut ffi::lua_State) -> c_int {
     unsafe {
         let first = ffi::lua_gettop(state) + 1;
         for k in RECORD_KEYS.iter().chain(COMMON_VALUES.iter()) {
             ffi::lua_pushlstring(state, k.as_ptr().cast(), k.len());
         }
+        for _ in 0..RECENT_SLOTS {
+            ffi::lua_pushnil(state);
+        }
         first
+    }
+}
+
+/// The text fields last turned into Lua strings in this call, whose strings wait in the
+/// [`RECENT_SLOTS`] stack slots: slot 0 and 1 the two addresses, 2 the timestamp, 3 the session
+/// id. Records of one flow, or of one client or server, repeat them, and formatting and
+/// interning a string again costs more than comparing the typed value and copying a slot.
+#[derive(Default)]
+struct Recent {
+    values: [Option<Field>; RECENT_SLOTS],
+}
+
+impl Recent {
+    /// Pushes the string of text field `field` (record field `i`), reusing a recent one.
+    unsafe fn push(&mut self, state: *mut ffi::lua_State, slots: c_int, i: usize, field: Field) {
+        // Either address may match either slot: a reply swaps source and destination.
+        let (candidates, own): (&[usize], usize) = match i {
+            0 => (&[0, 1], 0),
+            1 => (&[1, 0], 1),
+            7 => (&[2], 2),
+            _ => (&[3], 3),
+        };
+        unsafe {
+            for &c in candidates {
+                if self.values[c] == Some(field) {
+                    ffi::lua_pushvalue(state, slots + c as c_int);
+                    return;
+                }
+            }
+            let t = field.text();
+            let b = t.as_bytes();
+            ffi::lua_pushlstring(state, b.as_ptr().cast(), b.len());
+            ffi::lua_copy(state, -1, slots + own as c_int);
+        }
+        self.values[own] = Some(field);
     }
 }
 
@@ -171,14 +228,15 @@ fn common_offset(rec: &Record, field: usize) -> Option<c_int> {
 
 /// Pushes one record as a table, using the pre-pushed keys at `keys`; `None` fields are left
 /// out (read as nil, as PokieStream's wrapped dict gives them).
-unsafe fn push_record(state: *mut ffi::lua_State, rec: &Record, keys: c_int) {
+unsafe fn push_record(state: *mut ffi::lua_State, rec: &Record, keys: c_int, recent: &mut Recent) {
+    let slots = keys + (RECORD_KEYS.len() + COMMON_VALUES.len()) as c_int;
+    let fields: [Field; 9] = std::array::from_fn(|i| rec.field(i));
     unsafe {
-        let fields = (0..9).filter(|&i| rec.field(i) != Field::Null).count()
+        let count = fields.iter().filter(|&&f| f != Field::Null).count()
             + usize::from(!rec.payload.is_empty());
         // Sized for exactly its fields, so the table never grows.
-        ffi::lua_createtable(state, 0, fields as c_int);
-        for i in 0..9 {
-            let field = rec.field(i);
+        ffi::lua_createtable(state, 0, count as c_int);
+        for (i, &field) in fields.iter().enumerate() {
             if field == Field::Null {
                 continue;
             }
@@ -186,11 +244,7 @@ unsafe fn push_record(state: *mut ffi::lua_State, rec: &Record, keys: c_int) {
             match (field, common_offset(rec, i)) {
                 (_, Some(at)) => ffi::lua_pushvalue(state, keys + at),
                 (Field::Int(n), None) => ffi::lua_pushinteger(state, ffi::lua_Integer::from(n)),
-                (f, None) => {
-                    let t = f.text();
-                    let b = t.as_bytes();
-                    ffi::lua_pushlstring(state, b.as_ptr().cast(), b.len());
-                }
+                (f, None) => recent.push(state, slots, i, f),
             }
             ffi::lua_rawset(state, -3);
         }

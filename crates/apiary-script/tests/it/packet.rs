@@ -211,6 +211,47 @@ fn lua_bulk_mode_gets_lists() {
     assert_eq!(lines, ["100 4950", "100 19900", "50 31125"]);
 }
 
+/// The Lua host reuses the strings of repeated addresses, timestamps and session ids within a
+/// batch; every record must still read its own values, whichever ones repeat or swap.
+#[test]
+fn lua_bulk_records_keep_their_own_text_fields() {
+    let src = r#"
+        function receiver_bulk(list)
+          for _, p in ipairs(list) do
+            print(tostring(p.src_ip) .. " " .. tostring(p.dst_ip) .. " " .. p.timestamp
+              .. " " .. tostring(p.session_id))
+          end
+        end
+    "#;
+    let (_d, path) = script("recent.lua", src);
+    let (output, buf) = Output::buffer();
+    let opts = PacketOptions { batch_size: 100, output, ..PacketOptions::default() };
+    let host = PacketHost::start(&path, opts).unwrap();
+    let new = tcp_new();
+    let mut reply = tcp_new();
+    (reply.src_ip, reply.dst_ip) = (new.dst_ip, new.src_ip);
+    reply.state = Some(FlowState::Established);
+    let mut other = tcp_new();
+    other.src_ip = Some("2001:db8::7".parse().unwrap());
+    other.session_id = Some("0198c6f0-1234-7abc-8def-0123456789ac".parse().unwrap());
+    let mut later = reply.clone();
+    later.time = Timestamp::parse("2025-08-20T10:00:02.000000").unwrap();
+    assert!(host.submit(vec![new.clone(), reply, icmp(), other, later, new]));
+    assert_eq!(host.finish().delivered, 6);
+    let (t0, t1, t2) =
+        ("2025-08-20T10:00:00.000001", "2025-08-20T10:00:01.500000", "2025-08-20T10:00:02.000000");
+    let sid = "0198c6f0-1234-7abc-8def-0123456789ab";
+    let want = [
+        format!("10.0.0.1 10.0.0.2 {t0} {sid}"),
+        format!("10.0.0.2 10.0.0.1 {t0} {sid}"),
+        format!("10.0.0.2 10.0.0.1 {t1} nil"),
+        format!("2001:db8::7 10.0.0.2 {t0} 0198c6f0-1234-7abc-8def-0123456789ac"),
+        format!("10.0.0.2 10.0.0.1 {t2} {sid}"),
+        format!("10.0.0.1 10.0.0.2 {t0} {sid}"),
+    ];
+    assert_eq!(text(&buf).lines().collect::<Vec<_>>(), want);
+}
+
 #[test]
 fn python_bulk_mode_gets_lists() {
     let src = "total = 0\nasync def receiver_bulk(records):\n    global total\n    \
