@@ -1,12 +1,12 @@
 //! Lua packet receivers (PokieStream's `receiver(packet_log[, config])` and the bulk
 //! `receiver_bulk(list[, config])`), one sandboxed state per worker thread.
 
+use std::ffi::c_int;
+use std::net::IpAddr;
 use std::path::Path;
 
-use std::ffi::c_int;
-
 use apiary_event::encode::packet_log::Field;
-use apiary_event::{FlowState, Transport};
+use apiary_event::{FlowState, Timestamp, Transport};
 use mlua::{Function, Lua, Table, Value as LuaValue, ffi};
 
 use super::convert::json_to_lua;
@@ -171,82 +171,143 @@ unsafe fn push_keys(state: *mut ffi::lua_State) -> c_int {
 }
 
 /// The text fields last turned into Lua strings in this call, whose strings wait in the
-/// [`RECENT_SLOTS`] stack slots: slot 0 and 1 the two addresses, 2 the timestamp, 3 the session
-/// id. Records of one flow, or of one client or server, repeat them, and formatting and
-/// interning a string again costs more than comparing the typed value and copying a slot.
+/// [`RECENT_SLOTS`] stack slots from `slots`: 0 and 1 the two addresses, 2 the timestamp, 3 the
+/// session id. Records of one flow, or of one client or server, repeat them, and formatting
+/// and interning a string again costs more than comparing the typed value and copying a slot.
 #[derive(Default)]
 struct Recent {
-    values: [Option<Field>; RECENT_SLOTS],
+    addrs: [Option<IpAddr>; 2],
+    time: Option<Timestamp>,
+    /// The session id as a number.
+    session: Option<u128>,
 }
 
 impl Recent {
-    /// Pushes the string of text field `field` (record field `i`), reusing a recent one.
-    unsafe fn push(&mut self, state: *mut ffi::lua_State, slots: c_int, i: usize, field: Field) {
-        // Either address may match either slot: a reply swaps source and destination.
-        let (candidates, own): (&[usize], usize) = match i {
-            0 => (&[0, 1], 0),
-            1 => (&[1, 0], 1),
-            7 => (&[2], 2),
-            _ => (&[3], 3),
-        };
+    /// Pushes the text of address `a`, field `own` (0 source, 1 destination); either slot may
+    /// match, since a reply swaps source and destination.
+    unsafe fn push_addr(
+        &mut self,
+        state: *mut ffi::lua_State,
+        slots: c_int,
+        own: usize,
+        a: IpAddr,
+    ) {
         unsafe {
-            for &c in candidates {
-                if self.values[c] == Some(field) {
+            for c in [own, 1 - own] {
+                if self.addrs.get(c) == Some(&Some(a)) {
                     ffi::lua_pushvalue(state, slots + c as c_int);
                     return;
                 }
             }
-            let t = field.text();
-            let b = t.as_bytes();
-            ffi::lua_pushlstring(state, b.as_ptr().cast(), b.len());
-            ffi::lua_copy(state, -1, slots + own as c_int);
+            push_text(state, Field::Ip(a), slots + own as c_int);
         }
-        self.values[own] = Some(field);
+        if let Some(slot) = self.addrs.get_mut(own) {
+            *slot = Some(a);
+        }
     }
 }
 
-/// Stack offset (from the first key) of a protocol name or state among the common values.
-fn common_offset(rec: &Record, field: usize) -> Option<c_int> {
-    let i = match field {
-        5 => match rec.transport? {
+/// Pushes the string of `field`, whose typed value is `value`: a copy of stack slot `slot`
+/// when `cache` says that slot holds it, else a new string, kept in `slot` for the next record.
+unsafe fn push_cached<T: PartialEq>(
+    state: *mut ffi::lua_State,
+    cache: &mut Option<T>,
+    value: T,
+    slot: c_int,
+    field: Field,
+) {
+    unsafe {
+        if cache.as_ref() == Some(&value) {
+            ffi::lua_pushvalue(state, slot);
+            return;
+        }
+        push_text(state, field, slot);
+    }
+    *cache = Some(value);
+}
+
+/// Pushes the text of `field` as a new string and keeps a copy in stack slot `keep`.
+unsafe fn push_text(state: *mut ffi::lua_State, field: Field, keep: c_int) {
+    let t = field.text();
+    let b = t.as_bytes();
+    unsafe {
+        ffi::lua_pushlstring(state, b.as_ptr().cast(), b.len());
+        ffi::lua_copy(state, -1, keep);
+    }
+}
+
+/// Stack offset (from the first key) of a protocol name among the common values.
+fn transport_offset(t: Transport) -> c_int {
+    RECORD_KEYS.len() as c_int
+        + match t {
             Transport::Tcp => 0,
             Transport::Udp => 1,
             Transport::Icmp => 2,
             Transport::Icmpv6 => 3,
-        },
-        6 => match rec.state? {
+        }
+}
+
+/// Stack offset (from the first key) of a state among the common values.
+fn state_offset(s: FlowState) -> c_int {
+    RECORD_KEYS.len() as c_int
+        + match s {
             FlowState::New => 4,
             FlowState::Established => 5,
             FlowState::Close => 6,
             FlowState::Abort => 7,
             FlowState::Expired => 8,
-        },
-        _ => return None,
-    };
-    Some(RECORD_KEYS.len() as c_int + i)
+        }
 }
 
 /// Pushes one record as a table, using the pre-pushed keys at `keys`; `None` fields are left
-/// out (read as nil, as PokieStream's wrapped dict gives them).
+/// out (read as nil, as PokieStream's wrapped dict gives them). Field by field in
+/// [`RECORD_KEYS`] order, without going through [`Field`] for the untextual ones.
 unsafe fn push_record(state: *mut ffi::lua_State, rec: &Record, keys: c_int, recent: &mut Recent) {
     let slots = keys + (RECORD_KEYS.len() + COMMON_VALUES.len()) as c_int;
-    let fields: [Field; 9] = std::array::from_fn(|i| rec.field(i));
+    // protocol_num and timestamp are always there.
+    let count = 2
+        + usize::from(rec.src_ip.is_some())
+        + usize::from(rec.dst_ip.is_some())
+        + usize::from(rec.src_port.is_some())
+        + usize::from(rec.dst_port.is_some())
+        + usize::from(rec.transport.is_some())
+        + usize::from(rec.state.is_some())
+        + usize::from(rec.session_id.is_some())
+        + usize::from(!rec.payload.is_empty());
     unsafe {
-        let count = fields.iter().filter(|&&f| f != Field::Null).count()
-            + usize::from(!rec.payload.is_empty());
         // Sized for exactly its fields, so the table never grows.
         ffi::lua_createtable(state, 0, count as c_int);
-        for (i, &field) in fields.iter().enumerate() {
-            if field == Field::Null {
-                continue;
-            }
-            ffi::lua_pushvalue(state, keys + i as c_int);
-            match (field, common_offset(rec, i)) {
-                (_, Some(at)) => ffi::lua_pushvalue(state, keys + at),
-                (Field::Int(n), None) => ffi::lua_pushinteger(state, ffi::lua_Integer::from(n)),
-                (f, None) => recent.push(state, slots, i, f),
-            }
-            ffi::lua_rawset(state, -3);
+        // Key `i` of RECORD_KEYS, then the value `$push` leaves on the stack.
+        macro_rules! set {
+            ($i:expr, $push:expr) => {{
+                ffi::lua_pushvalue(state, keys + $i);
+                $push;
+                ffi::lua_rawset(state, -3);
+            }};
+        }
+        if let Some(a) = rec.src_ip {
+            set!(0, recent.push_addr(state, slots, 0, a));
+        }
+        if let Some(a) = rec.dst_ip {
+            set!(1, recent.push_addr(state, slots, 1, a));
+        }
+        if let Some(p) = rec.src_port {
+            set!(2, ffi::lua_pushinteger(state, ffi::lua_Integer::from(p)));
+        }
+        if let Some(p) = rec.dst_port {
+            set!(3, ffi::lua_pushinteger(state, ffi::lua_Integer::from(p)));
+        }
+        set!(4, ffi::lua_pushinteger(state, ffi::lua_Integer::from(rec.protocol_num)));
+        if let Some(t) = rec.transport {
+            set!(5, ffi::lua_pushvalue(state, keys + transport_offset(t)));
+        }
+        if let Some(s) = rec.state {
+            set!(6, ffi::lua_pushvalue(state, keys + state_offset(s)));
+        }
+        set!(7, push_cached(state, &mut recent.time, rec.time, slots + 2, Field::Time(rec.time)));
+        if let Some(id) = rec.session_id {
+            let (cache, slot) = (&mut recent.session, slots + 3);
+            set!(8, push_cached(state, cache, id.as_u128(), slot, Field::Uuid(id)));
         }
         if !rec.payload.is_empty() {
             ffi::lua_pushvalue(state, keys + 9);
