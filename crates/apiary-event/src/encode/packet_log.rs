@@ -298,14 +298,19 @@ impl<const N: usize> Text<N> {
         self.put_digits(n, count(n));
     }
 
-    /// The last `width` decimal digits of `n`, zero-padded.
+    /// The last `width` decimal digits of `n`, zero-padded; two digits at a time from a table,
+    /// which halves the divisions of the sensor's hottest formatting (addresses, times).
     #[inline]
     fn put_digits(&mut self, mut n: u32, width: usize) {
         let end = self.len + width;
         if let Some(d) = self.buf.get_mut(self.len..end) {
-            for b in d.iter_mut().rev() {
+            let mut pairs = d.rchunks_exact_mut(2);
+            for pair in &mut pairs {
+                pair.copy_from_slice(DIGIT_PAIRS.get((n % 100) as usize).unwrap_or(&[b'0'; 2]));
+                n /= 100;
+            }
+            if let [b] = pairs.into_remainder() {
                 *b = b'0' + (n % 10) as u8;
-                n /= 10;
             }
             self.len = end;
         }
@@ -371,6 +376,17 @@ impl<const N: usize> Text<N> {
         self.put_digits(frac, 6);
     }
 }
+
+/// `00` to `99`: the two decimal digits of every number below 100.
+const DIGIT_PAIRS: [[u8; 2]; 100] = {
+    let mut t = [[0u8; 2]; 100];
+    let mut i = 0;
+    while i < 100 {
+        t[i] = [b'0' + (i / 10) as u8, b'0' + (i % 10) as u8];
+        i += 1;
+    }
+    t
+};
 
 /// Number of decimal digits of `n`.
 #[inline]
