@@ -2,30 +2,16 @@
 //! the whole host (queue, conversion, plugin call; for Python also the pipe and the worker).
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::hint::black_box;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use apiary_event::{FlowState, Timestamp, Transport};
-use apiary_script::{Output, PacketHost, PacketOptions, Record};
+use apiary_script::{Output, PacketHost, PacketOptions};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 const PER_ITER: usize = 20_000;
-
-fn template() -> Record {
-    Record {
-        src_ip: Some("10.0.0.1".parse().unwrap()),
-        dst_ip: Some("10.0.0.2".parse().unwrap()),
-        src_port: Some(40000),
-        dst_port: Some(80),
-        protocol_num: 6,
-        transport: Some(Transport::Tcp),
-        state: Some(FlowState::New),
-        time: Timestamp::parse("2025-08-20T10:00:00.000001").unwrap(),
-        session_id: Some("0198c6f0-1234-7abc-8def-0123456789ab".parse().unwrap()),
-        payload: Default::default(),
-    }
-}
 
 fn run(c: &mut Criterion, name: &str, file: &str, source: &str, lua_workers: usize) {
     let dir = tempfile::tempdir().unwrap();
@@ -39,7 +25,6 @@ fn run(c: &mut Criterion, name: &str, file: &str, source: &str, lua_workers: usi
         ..PacketOptions::default()
     };
     let host = PacketHost::start(Path::new(&path), opts).unwrap();
-    let base = template();
     let mut group = c.benchmark_group("packet_plugin");
     group.throughput(Throughput::Elements(PER_ITER as u64));
     group.sample_size(10);
@@ -49,18 +34,7 @@ fn run(c: &mut Criterion, name: &str, file: &str, source: &str, lua_workers: usi
             let mut total = Duration::ZERO;
             for _ in 0..iters {
                 // Building records is the sensor's cost, not the plugin host's: untimed.
-                let batches: Vec<Vec<Record>> = (0..PER_ITER)
-                    .map(|i| {
-                        let mut r = base.clone();
-                        r.src_port = Some(i as u16);
-                        // Distinct times, as in a capture: each record's timestamp is its own.
-                        r.time = Timestamp::from_micros(base.time.as_micros() + i as i64 * 7);
-                        r
-                    })
-                    .collect::<Vec<_>>()
-                    .chunks(1024)
-                    .map(<[Record]>::to_vec)
-                    .collect();
+                let batches = common::batches(PER_ITER);
                 let target = host.stats().delivered + PER_ITER as u64;
                 let start = Instant::now();
                 for batch in batches {

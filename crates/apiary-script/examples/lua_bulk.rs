@@ -6,8 +6,10 @@
 
 use std::time::{Duration, Instant};
 
-use apiary_event::{FlowState, Timestamp, Transport};
-use apiary_script::{Output, PacketHost, PacketOptions, Record};
+use apiary_script::{Output, PacketHost, PacketOptions};
+
+#[path = "../benches/common/mod.rs"]
+mod common;
 
 fn main() {
     let n: usize = std::env::args().nth(1).map_or(200_000, |a| a.parse().unwrap());
@@ -22,29 +24,7 @@ fn main() {
         ..PacketOptions::default()
     };
     let host = PacketHost::start(&path, opts).unwrap();
-    let base = Record {
-        src_ip: Some("10.0.0.1".parse().unwrap()),
-        dst_ip: Some("10.0.0.2".parse().unwrap()),
-        src_port: Some(40000),
-        dst_port: Some(80),
-        protocol_num: 6,
-        transport: Some(Transport::Tcp),
-        state: Some(FlowState::New),
-        time: Timestamp::parse("2025-08-20T10:00:00.000001").unwrap(),
-        session_id: Some("0198c6f0-1234-7abc-8def-0123456789ab".parse().unwrap()),
-        payload: Default::default(),
-    };
-    // The bench's records: one client's connections, each record with its own time.
-    let batches: Vec<Vec<Record>> = (0..n)
-        .map(|i| Record {
-            src_port: Some(i as u16),
-            time: Timestamp::from_micros(base.time.as_micros() + i as i64 * 7),
-            ..base.clone()
-        })
-        .collect::<Vec<_>>()
-        .chunks(1024)
-        .map(<[Record]>::to_vec)
-        .collect();
+    let batches = common::batches(n);
     let start = Instant::now();
     for batch in batches {
         assert!(host.submit(batch), "the queue holds every record");

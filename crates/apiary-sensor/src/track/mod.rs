@@ -519,26 +519,7 @@ impl Tracker {
             }
             return;
         };
-        // Fast path: most packets change nothing but counters; update them in place.
-        let from_init = (p.src, sport) == f.init;
-        let quiet = f.pending.is_none()
-            && (syn_only || (f.established || from_init) && flags & (FIN | RST) == 0);
-        if quiet {
-            if from_init {
-                f.orig_packets += 1;
-                f.orig_bytes += u64::from(p.ip_len);
-            } else {
-                f.resp_packets += 1;
-                f.resp_bytes += u64::from(p.ip_len);
-            }
-            f.last = ts;
-            f.history.tcp(flags, payload.len(), from_init);
-            if self.tcp_idle {
-                f.deadline = ts.as_micros().saturating_add(f.timeout);
-            }
-            return;
-        }
-        let Some(mut f) = self.flows.remove(&key) else { return };
+        // Every packet counts in its direction and moves the flow's clock, in place.
         let from_init = (p.src, sport) == f.init;
         if from_init {
             f.orig_packets += 1;
@@ -552,6 +533,13 @@ impl Tracker {
         if self.tcp_idle {
             f.deadline = ts.as_micros().saturating_add(f.timeout);
         }
+        // Fast path: most packets change nothing else.
+        let quiet = f.pending.is_none()
+            && (syn_only || (f.established || from_init) && flags & (FIN | RST) == 0);
+        if quiet {
+            return;
+        }
+        let Some(mut f) = self.flows.remove(&key) else { return };
         if from_init && !payload.is_empty() && f.pending.is_some() {
             self.feed_payload(&mut f, seq, payload, sink);
         }
