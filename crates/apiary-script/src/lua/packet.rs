@@ -105,9 +105,12 @@ fn build_list(lua: &Lua, batch: &[Record]) -> mlua::Result<Table> {
             // steps run while the list is being built and traverse every record built so far,
             // records that are all still alive. The memory limit still holds (an allocation
             // over it runs an emergency collection first), and the plugin's own allocations
-            // are collected as before.
-            ffi::lua_gc(state, ffi::LUA_GCSTEP, 0);
-            ffi::lua_gc(state, ffi::LUA_GCSTEP, -batch_credit_kib(batch.len()));
+            // are collected as before. Small batches (a quiet live capture) are left to the
+            // usual pace, so that a trickle of records does not cost a collection each.
+            if batch.len() >= STEP_BATCH {
+                ffi::lua_gc(state, ffi::LUA_GCSTEP, 0);
+                ffi::lua_gc(state, ffi::LUA_GCSTEP, -batch_credit_kib(batch.len()));
+            }
             let keys = push_keys(state);
             let mut recent = Recent::default();
             ffi::lua_createtable(state, c_int::try_from(batch.len()).unwrap_or(0), 0);
@@ -121,6 +124,9 @@ fn build_list(lua: &Lua, batch: &[Record]) -> mlua::Result<Table> {
         })
     }
 }
+
+/// Smallest batch built with the collector stepped first and credited (see `build_list`).
+const STEP_BATCH: usize = 64;
 
 /// Collector credit for building `records` records, in KiB: a record's table with its
 /// hash part and its timestamp string take about 600 bytes.
