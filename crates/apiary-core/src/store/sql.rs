@@ -8,6 +8,7 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
+use apiary_event::encode::pg_copy::column as copy_col;
 use apiary_event::{Event, Timestamp};
 use apiary_proto::NodeCommandType;
 use async_trait::async_trait;
@@ -732,28 +733,6 @@ impl SqliteStore {
         tx.commit().await?;
         Ok(inserted)
     }
-}
-
-/// Appends `s` escaped for COPY's text format (backslash, tab, newline, carriage return).
-fn copy_text(out: &mut Vec<u8>, s: &str) {
-    for &b in s.as_bytes() {
-        match b {
-            b'\\' => out.extend_from_slice(b"\\\\"),
-            b'\t' => out.extend_from_slice(b"\\t"),
-            b'\n' => out.extend_from_slice(b"\\n"),
-            b'\r' => out.extend_from_slice(b"\\r"),
-            _ => out.push(b),
-        }
-    }
-}
-
-/// One COPY text column: the value escaped, or `\N` for NULL, then a tab or the row's end.
-fn copy_col(out: &mut Vec<u8>, v: Option<&str>, last: bool) {
-    match v {
-        Some(v) => copy_text(out, v),
-        None => out.extend_from_slice(b"\\N"),
-    }
-    out.push(if last { b'\n' } else { b'\t' });
 }
 
 /// A batch of events in COPY text format, columns in `COPY_EVENTS` order.

@@ -7,6 +7,7 @@ pub mod cim;
 pub mod ecs;
 pub mod honeypy;
 pub mod json;
+pub mod pg_copy;
 
 pub mod packet_log;
 

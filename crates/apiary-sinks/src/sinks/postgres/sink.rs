@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use apiary_event::Event;
+use apiary_event::encode::pg_copy;
 use sqlx::{AssertSqlSafe, Connection as _, PgConnection};
 
 use crate::{Encoder, Sink, SinkError};
@@ -29,28 +30,8 @@ fn db_err(e: sqlx::Error) -> SinkError {
     }
 }
 
-/// Appends `s` escaped for COPY's text format (backslash, tab, newline, carriage return).
-fn copy_text(out: &mut Vec<u8>, s: &[u8]) {
-    for &b in s {
-        match b {
-            b'\\' => out.extend_from_slice(b"\\\\"),
-            b'\t' => out.extend_from_slice(b"\\t"),
-            b'\n' => out.extend_from_slice(b"\\n"),
-            b'\r' => out.extend_from_slice(b"\\r"),
-            _ => out.push(b),
-        }
-    }
-}
-
 fn opt<T: std::fmt::Display>(out: &mut Vec<u8>, v: Option<T>) {
-    match v {
-        Some(v) => {
-            let s = v.to_string();
-            copy_text(out, s.as_bytes());
-        }
-        None => out.extend_from_slice(b"\\N"),
-    }
-    out.push(b'\t');
+    pg_copy::column(out, v.map(|v| v.to_string()), false);
 }
 
 impl PostgresSink {
@@ -104,8 +85,7 @@ impl PostgresSink {
             opt(out, e.session);
             doc.clear();
             self.encoder.write(e, &mut doc);
-            copy_text(out, &doc);
-            out.push(b'\n');
+            pg_copy::column(out, Some(&doc), true);
         }
     }
 
@@ -155,17 +135,5 @@ impl Sink for PostgresSink {
         }
         self.conn = Some(conn);
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn copy_text_escapes_specials() {
-        let mut out = Vec::new();
-        copy_text(&mut out, b"a\\b\tc\nd\re");
-        assert_eq!(out, b"a\\\\b\\tc\\nd\\re");
     }
 }
