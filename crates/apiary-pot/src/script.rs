@@ -47,10 +47,28 @@ fn defines(source: &str, name: &str) -> bool {
     source.contains(&plain) || source.contains(&spaced) || source.contains(&assigned)
 }
 
+/// A scripted service's `[service.options]`.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScriptOptions {
+    /// Lua: TCP session states kept built ahead of time (see [`ServiceOptions::lua_pool`]).
+    lua_pool: Option<usize>,
+}
+
 /// Loads the script once per service; every port shares it (and its Python worker).
 pub(crate) fn load(plugin: &str, options: &toml::Table) -> Result<ServicePlugin, String> {
-    crate::services::no_options(options)?;
-    ServicePlugin::load(Path::new(plugin), ServiceOptions::default()).map_err(|e| e.to_string())
+    let opts: ScriptOptions = crate::services::options(options)?;
+    let mut service = ServiceOptions::default();
+    if let Some(n) = opts.lua_pool {
+        if n > apiary_script::MAX_LUA_POOL {
+            return Err(format!(
+                "options: lua_pool = {n} is more than {}",
+                apiary_script::MAX_LUA_POOL
+            ));
+        }
+        service.lua_pool = n;
+    }
+    ServicePlugin::load(Path::new(plugin), service).map_err(|e| e.to_string())
 }
 
 /// The handler of `plugin` for one transport.

@@ -25,9 +25,10 @@ use std::path::Path;
 pub use error::ScriptError;
 pub use lang::Language;
 pub use limits::Limits;
+pub use lua::pool::MAX_POOL as MAX_LUA_POOL;
 pub use output::Output;
 pub use packet::{PacketHost, PacketOptions, PacketSender, PacketStats, RECORD_KEYS, Record};
-pub use service::{ServiceOptions, ServicePlugin};
+pub use service::{DEFAULT_LUA_POOL, ServiceOptions, ServicePlugin};
 pub use session::{DatagramOutcome, SessionEnd, SessionInfo, SessionIo};
 
 /// Which hook a plugin file is meant for.

@@ -7,7 +7,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::{Map, Value};
 
-use crate::lua::service::{LuaCode, LuaUdp, run_session as lua_session};
+use crate::lua::pool::SessionPool;
+use crate::lua::service::{LuaCode, LuaUdp, prepare, run_session as lua_session};
 use crate::python::service::PyService;
 use crate::{
     DatagramOutcome, Language, Limits, Output, ScriptError, SessionEnd, SessionInfo, SessionIo,
@@ -24,6 +25,9 @@ pub struct ServiceOptions {
     pub python: String,
     /// How often at most the plugin file's modification time is looked at.
     pub reload_check: Duration,
+    /// Lua: how many TCP session states a background thread keeps built ahead of time (0:
+    /// each session builds its own on arrival). Each is a fresh sandbox used by one session.
+    pub lua_pool: usize,
 }
 
 impl Default for ServiceOptions {
@@ -33,12 +37,23 @@ impl Default for ServiceOptions {
             output: Output::Tracing,
             python: "python3".into(),
             reload_check: Duration::from_secs(1),
+            lua_pool: DEFAULT_LUA_POOL,
         }
     }
 }
 
+/// Session states kept ready per Lua script by default: enough to absorb a burst of
+/// connections while the pool's thread refills, a few hundred KiB of memory.
+pub const DEFAULT_LUA_POOL: usize = 8;
+
 enum Loaded {
-    Lua { code: Arc<LuaCode>, udp: Option<Arc<Mutex<LuaUdp>>> },
+    /// `pool` holds states of this `code` only: a reload replaces the whole value, so the
+    /// states built from the old code are closed with it.
+    Lua {
+        code: Arc<LuaCode>,
+        udp: Option<Arc<Mutex<LuaUdp>>>,
+        pool: Option<SessionPool>,
+    },
     Python(Arc<PyService>),
 }
 
@@ -85,7 +100,21 @@ fn load(path: &Path, language: Language, options: &ServiceOptions) -> Result<Loa
             } else {
                 None
             };
-            Ok(Loaded::Lua { code, udp })
+            let pool = if code.has_handle && options.lua_pool > 0 {
+                let pool = SessionPool::start(
+                    code.clone(),
+                    &options.limits,
+                    options.output.clone(),
+                    options.lua_pool,
+                )
+                .map_err(|e| {
+                    ScriptError::Runtime(format!("cannot start the Lua pool thread: {e}"))
+                })?;
+                Some(pool)
+            } else {
+                None
+            };
+            Ok(Loaded::Lua { code, udp, pool })
         }
         Language::Python => Ok(Loaded::Python(Arc::new(PyService::start(
             path,
@@ -152,6 +181,14 @@ impl ServicePlugin {
         }
     }
 
+    /// How many Lua session states are built and waiting for a session (0 for Python).
+    pub fn lua_states_ready(&self) -> usize {
+        match self.current().as_deref() {
+            Ok(Loaded::Lua { pool: Some(pool), .. }) => pool.ready(),
+            _ => 0,
+        }
+    }
+
     /// How many times the Python worker was restarted after it died or hung (0 for Lua).
     pub fn worker_restarts(&self) -> u64 {
         match self.current().as_deref() {
@@ -205,9 +242,23 @@ impl ServicePlugin {
         });
         let loaded = self.current()?;
         let res = match &*loaded {
-            Loaded::Lua { code, .. } => {
-                lua_session(code, &self.inner.options.limits, self.inner.options.output.clone(), io)
-                    .await
+            Loaded::Lua { code, pool, .. } => {
+                let limits = &self.inner.options.limits;
+                let state = match pool {
+                    Some(pool) => pool.take(),
+                    None => prepare(code, limits, self.inner.options.output.clone()),
+                };
+                match state {
+                    Ok(state) => {
+                        let res = lua_session(&state, limits, io).await;
+                        match pool {
+                            Some(pool) => pool.retire(state),
+                            None => drop(state),
+                        }
+                        res
+                    }
+                    Err(e) => Err(e),
+                }
             }
             Loaded::Python(py) => py.run_session(io).await,
         };
@@ -243,7 +294,7 @@ impl ServicePlugin {
         });
         let loaded = self.current()?;
         let res = match &*loaded {
-            Loaded::Lua { udp: Some(udp), code } => {
+            Loaded::Lua { udp: Some(udp), code, .. } => {
                 let mut state =
                     udp.lock().map_err(|_| ScriptError::Runtime("plugin state poisoned".into()))?;
                 let res = state.call(peer, data);

@@ -2,5 +2,6 @@
 
 mod convert;
 pub(crate) mod packet;
+pub(crate) mod pool;
 mod sandbox;
 pub(crate) mod service;

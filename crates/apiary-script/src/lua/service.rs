@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use mlua::chunk::ChunkMode;
 use mlua::thread::ThreadStatus;
-use mlua::{Function, Lua, MultiValue, RegistryKey, Table, Value as LuaValue};
+use mlua::{Function, Lua, MultiValue, RegistryKey, Table, Thread, Value as LuaValue};
 
 use super::sandbox::{Effect, Mode, Outbox, Sandbox, Trip, compile, new_sandbox, short_message};
 use crate::{DatagramOutcome, Limits, Output, ScriptError, SessionEnd, SessionInfo, SessionIo};
@@ -135,27 +135,43 @@ async fn flush(effects: Vec<Effect>, io: &mut dyn SessionIo) -> bool {
     true
 }
 
-/// Runs one TCP session of `code` to its end.
-pub(crate) async fn run_session(
+/// One TCP session's state, built before the session: the sandbox with the script's chunk
+/// loaded and the coroutine that will run it. It serves one session and is then dropped.
+pub(crate) struct Prepared {
+    sb: Sandbox,
+    thread: Thread,
+    chunk: Function,
+}
+
+/// Builds a session state for `code`.
+pub(crate) fn prepare(
     code: &LuaCode,
     limits: &Limits,
     output: Output,
+) -> Result<Prepared, ScriptError> {
+    let sb = new_sandbox(limits, limits.memory, limits.instructions, Mode::Session, output)?;
+    let built = (|| -> mlua::Result<(Thread, Function)> {
+        let chunk = code.load_into(&sb.lua)?;
+        let runner: Function = sb.lua.named_registry_value("apiary.runner")?;
+        let thread = sb.lua.create_thread(runner)?;
+        Ok((thread, chunk))
+    })();
+    let (thread, chunk) = built.map_err(|e| ScriptError::Runtime(short_message(&e)))?;
+    Ok(Prepared { sb, thread, chunk })
+}
+
+/// Runs one TCP session in `state` to its end.
+pub(crate) async fn run_session(
+    state: &Prepared,
+    limits: &Limits,
     io: &mut dyn SessionIo,
 ) -> Result<SessionEnd, ScriptError> {
-    let sb = new_sandbox(limits, limits.memory, limits.instructions, Mode::Session, output)?;
-    // The closure borrows `io`; it must be gone before the first await, or the session's
-    // future holds a `&dyn SessionIo` across it and is not `Send` (tokio::spawn needs that).
-    let (thread, chunk) = {
-        let setup = || -> mlua::Result<(mlua::Thread, Function)> {
-            let session = sb.lua.create_table()?;
-            set_info(&sb.lua, io.info(), &session)?;
-            let chunk = code.load_into(&sb.lua)?;
-            let runner: Function = sb.lua.named_registry_value("apiary.runner")?;
-            Ok((sb.lua.create_thread(runner)?, chunk))
-        };
-        setup().map_err(|e| ScriptError::Runtime(short_message(&e)))?
-    };
-    let mut args = MultiValue::from_vec(vec![LuaValue::Function(chunk)]);
+    let Prepared { sb, thread, chunk } = state;
+    {
+        let session = sb.lua.create_table().map_err(|e| sb.budget.classify(&e))?;
+        set_info(&sb.lua, io.info(), &session).map_err(|e| sb.budget.classify(&e))?;
+    }
+    let mut args = MultiValue::from_vec(vec![LuaValue::Function(chunk.clone())]);
     let mut eof = false;
     loop {
         sb.budget.new_slice();
@@ -172,7 +188,7 @@ pub(crate) async fn run_session(
         if thread.status() != ThreadStatus::Resumable {
             return Ok(SessionEnd::Returned);
         }
-        match parse_yield(&sb, vals)? {
+        match parse_yield(sb, vals)? {
             Request::Close => return Ok(SessionEnd::Closed),
             Request::Sleep(secs) => {
                 let d = std::time::Duration::try_from_secs_f64(secs.max(0.0))

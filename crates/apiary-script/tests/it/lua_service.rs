@@ -255,6 +255,49 @@ async fn sessions_do_not_share_globals() {
 }
 
 #[tokio::test]
+async fn pooled_states_never_carry_one_session_into_the_next() {
+    // A pool of 2 and more sessions than that: states come from the pool and from building on
+    // arrival; a global or a library change made during one session is never seen by another.
+    let src = r#"
+        function handle()
+          tx(tostring(seen) .. "|" .. tostring(string.marked))
+          seen = session_id
+          string.marked = true
+          session.mine = session_id
+        end
+    "#;
+    let (_dir, path) = script("svc.lua", src);
+    let mut opts = options();
+    opts.lua_pool = 2;
+    let plugin = ServicePlugin::load(&path, opts).unwrap();
+    for _ in 0..6 {
+        let mut io = TestIo::new(&[]);
+        plugin.run_session(&mut io).await.unwrap();
+        assert_eq!(io.sent, [b"nil|nil".to_vec()]);
+    }
+}
+
+#[tokio::test]
+async fn limits_apply_to_pooled_states() {
+    let mut opts = options();
+    opts.limits = small_limits();
+    opts.lua_pool = 2;
+    for (body, want) in [
+        ("while true do end", "instruction_budget"),
+        ("local s = string.rep('z', 64 * 1024 * 1024)", "memory_limit"),
+    ] {
+        let (_dir, path) = script("svc.lua", &format!("function handle() {body} end"));
+        let plugin = ServicePlugin::load(&path, opts.clone()).unwrap();
+        // Twice: the second session gets a state the pool built after the first one took its.
+        for _ in 0..2 {
+            let mut io = TestIo::new(&[]);
+            assert!(plugin.run_session(&mut io).await.is_err());
+            assert_eq!(io.error_log().unwrap()["error"], want, "{body}");
+        }
+    }
+}
+
+#[tokio::test]
 async fn udp_datagrams_get_replies_and_per_peer_tables() {
     let src = r#"
         function datagram(data)
@@ -329,10 +372,21 @@ async fn udp_script_errors_do_not_kill_the_service() {
 #[tokio::test]
 async fn reload_picks_up_a_changed_file_and_keeps_old_code_on_error() {
     let (_dir, path) = script("svc.lua", "function handle() tx('v1') end");
-    let plugin = ServicePlugin::load(&path, options()).unwrap();
+    let mut opts = options();
+    // A pool larger than the sessions run: every state it built holds v1, and a reload must
+    // throw them all away rather than hand them out.
+    opts.lua_pool = 8;
+    let plugin = ServicePlugin::load(&path, opts).unwrap();
     let mut io = TestIo::new(&[]);
     plugin.run_session(&mut io).await.unwrap();
     assert_eq!(io.sent, [b"v1".to_vec()]);
+    for _ in 0..1000 {
+        if plugin.lua_states_ready() == 8 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(plugin.lua_states_ready(), 8, "the pool fills up in the background");
 
     std::fs::write(&path, "function handle() tx('v2') end").unwrap();
     bump_mtime(&path, 10);

@@ -87,6 +87,7 @@ pub(crate) fn options() -> ServiceOptions {
         output: Output::buffer().0,
         python: "python3".into(),
         reload_check: Duration::ZERO,
+        ..ServiceOptions::default()
     }
 }
 
