@@ -50,22 +50,6 @@ pub(crate) fn reply_guard() -> Option<ReplyGuard> {
     GUARD.try_with(ReplyGuard::clone).ok()
 }
 
-/// Most datagrams handled per wake-up of the listener task before it looks at shutdown and
-/// the idle sweep again.
-const BATCH: usize = 64;
-
-/// One UDP listener's state.
-struct Listener {
-    socket: UdpSocket,
-    service: Arc<Service>,
-    shared: Arc<Shared>,
-    handler: Arc<dyn crate::services::UdpService>,
-    local: SocketAddr,
-    replies: Arc<RateTable>,
-    guard: ReplyGuard,
-    peers: HashMap<SocketAddr, UdpPeer>,
-}
-
 pub(crate) async fn serve(
     socket: UdpSocket,
     service: Arc<Service>,
@@ -74,69 +58,46 @@ pub(crate) async fn serve(
 ) {
     let Handler::Udp(handler) = service.handler.clone() else { return };
     let Ok(local) = socket.local_addr() else { return };
-    let limits = shared.limits.clone();
+    let limits = &shared.limits;
     let replies = Arc::new(RateTable::new(
         limits.udp_replies_per_sec,
         limits.udp_replies_burst,
         limits.rate_table_size,
     ));
     let guard = ReplyGuard { table: Arc::clone(&replies), stats: Arc::clone(&shared.stats) };
-    let mut l =
-        Listener { socket, service, shared, handler, local, replies, guard, peers: HashMap::new() };
+    let mut peers: HashMap<SocketAddr, UdpPeer> = HashMap::new();
     let mut buf = vec![0u8; MAX_DATAGRAM];
     let mut sweep = tokio::time::interval(Duration::from_secs(1).min(limits.udp_idle_timeout));
     loop {
-        let (mut n, mut from) = tokio::select! {
+        let (n, from) = tokio::select! {
             () = cancel.cancelled() => {
-                for (_, peer) in l.peers.drain() {
+                for (_, peer) in peers.drain() {
                     close(&peer, "shutdown");
                 }
                 return;
             }
             _ = sweep.tick() => {
-                expire(&mut l.peers, limits.udp_idle_timeout, &l.shared);
+                expire(&mut peers, limits.udp_idle_timeout, &shared);
                 continue;
             }
-            r = l.socket.recv_from(&mut buf) => match r {
+            r = socket.recv_from(&mut buf) => match r {
                 Ok(x) => x,
                 Err(e) => {
                     // ICMP port-unreachable from an earlier answer surfaces here on Linux.
-                    tracing::debug!(service = %l.service.name, error = %e, "udp receive error");
+                    tracing::debug!(service = %service.name, error = %e, "udp receive error");
                     continue;
                 }
             },
         };
-        // Under load more datagrams are already queued: take them without going back through
-        // the select (each pass registers with the cancel token and the sweep timer again).
-        for _ in 0..BATCH {
-            l.datagram(buf.get(..n).unwrap_or_default(), from).await;
-            match l.socket.try_recv_from(&mut buf) {
-                Ok((next, next_from)) => (n, from) = (next, next_from),
-                Err(e) => {
-                    if e.kind() != std::io::ErrorKind::WouldBlock {
-                        tracing::debug!(service = %l.service.name, error = %e, "udp receive error");
-                    }
-                    break;
-                }
-            }
-        }
-    }
-}
-
-impl Listener {
-    /// Records, answers and rate-limits one datagram from `from`.
-    async fn datagram(&mut self, data: &[u8], from: SocketAddr) {
-        let (shared, service, limits) = (&self.shared, &self.service, &self.shared.limits);
-        let n = data.len();
         shared.stats.datagrams.fetch_add(1, Relaxed);
-        if !self.peers.contains_key(&from) && self.peers.len() >= limits.udp_peers.max(1) {
-            expire(&mut self.peers, limits.udp_idle_timeout, shared);
-            if self.peers.len() >= limits.udp_peers.max(1) {
-                evict_oldest(&mut self.peers, shared);
+        let data = buf.get(..n).unwrap_or_default();
+        if !peers.contains_key(&from) && peers.len() >= limits.udp_peers.max(1) {
+            expire(&mut peers, limits.udp_idle_timeout, &shared);
+            if peers.len() >= limits.udp_peers.max(1) {
+                evict_oldest(&mut peers, &shared);
             }
         }
-        let local = self.local;
-        let peer = self.peers.entry(from).or_insert_with(|| {
+        let peer = peers.entry(from).or_insert_with(|| {
             let ctx = SessionCtx {
                 id: apiary_event::new_id(),
                 peer: from,
@@ -163,25 +124,25 @@ impl Listener {
 
         let answers = match tokio::time::timeout(
             ANSWER_TIMEOUT,
-            GUARD.scope(self.guard.clone(), self.handler.datagram(peer, data)),
+            GUARD.scope(guard.clone(), handler.datagram(peer, data)),
         )
         .await
         {
             Ok(a) => a,
             Err(_) => {
                 tracing::warn!(service = %service.name, "udp service too slow, no answer sent");
-                return;
+                continue;
             }
         };
         if answers.is_empty() {
-            return;
+            continue;
         }
-        if !self.replies.allow(from.ip().to_canonical()) {
+        if !replies.allow(from.ip().to_canonical()) {
             shared.stats.udp_suppressed.fetch_add(1, Relaxed);
-            return;
+            continue;
         }
         for answer in answers {
-            if let Err(e) = self.socket.send_to(&answer, from).await {
+            if let Err(e) = socket.send_to(&answer, from).await {
                 tracing::debug!(service = %service.name, error = %e, "udp send failed");
                 break;
             }
