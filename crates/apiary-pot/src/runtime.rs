@@ -336,7 +336,7 @@ pub fn check_services(services_cfg: &[ServiceConfig]) -> Vec<PotError> {
             let transports: Vec<_> = svc.ports.iter().map(|p| p.transport).collect();
             if let Err(e) = crate::script::check(&svc.plugin, &transports) {
                 errors.push(err(e));
-            } else if let Err(e) = crate::services::no_options(&options) {
+            } else if let Err(e) = crate::script::service_options(&options) {
                 errors.push(err(e));
             }
             continue;

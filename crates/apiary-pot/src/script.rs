@@ -55,8 +55,9 @@ struct ScriptOptions {
     lua_pool: Option<usize>,
 }
 
-/// Loads the script once per service; every port shares it (and its Python worker).
-pub(crate) fn load(plugin: &str, options: &toml::Table) -> Result<ServicePlugin, String> {
+/// The plugin host's options from a scripted service's `[service.options]`, range-checked
+/// (config check and load use the same).
+pub(crate) fn service_options(options: &toml::Table) -> Result<ServiceOptions, String> {
     let opts: ScriptOptions = crate::services::options(options)?;
     let mut service = ServiceOptions::default();
     if let Some(n) = opts.lua_pool {
@@ -68,7 +69,12 @@ pub(crate) fn load(plugin: &str, options: &toml::Table) -> Result<ServicePlugin,
         }
         service.lua_pool = n;
     }
-    ServicePlugin::load(Path::new(plugin), service).map_err(|e| e.to_string())
+    Ok(service)
+}
+
+/// Loads the script once per service; every port shares it (and its Python worker).
+pub(crate) fn load(plugin: &str, options: &toml::Table) -> Result<ServicePlugin, String> {
+    ServicePlugin::load(Path::new(plugin), service_options(options)?).map_err(|e| e.to_string())
 }
 
 /// The handler of `plugin` for one transport.

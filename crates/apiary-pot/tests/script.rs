@@ -135,3 +135,37 @@ fn broken_or_mismatched_scripts_fail_the_config_check() {
     let missing = dir.path().join("nope.lua");
     assert!(!check_services(&[service("M", missing.to_str().unwrap(), &["tcp:0"])]).is_empty());
 }
+
+#[tokio::test]
+async fn lua_pool_is_a_checked_service_option() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(&dir, "count.lua", LUA);
+    // 0 turns the pool off: every connection builds its own state, and is still served.
+    let mut svc = service("Scripted", &path, &["tcp:0"]);
+    svc.options = "lua_pool = 0".parse().unwrap();
+    let pot = start(&[svc], Limits::default(), "127.0.0.1");
+    let mut s =
+        TcpStream::connect(pot.handle.addr("Scripted", Transport::Tcp).unwrap()).await.unwrap();
+    let mut greet = [0u8; 23];
+    s.read_exact(&mut greet).await.unwrap();
+    assert_eq!(&greet, b"ACCEPT_CONN: 127.0.0.1\n");
+    drop(s);
+    pot.finish().await;
+
+    let config = apiary_pot::PotConfig {
+        bind: vec!["127.0.0.1".parse().unwrap()],
+        ..apiary_pot::PotConfig::default()
+    };
+    for (options, want) in
+        [("lua_pool = 100000", "more than 256"), ("pool = 4", "unknown field `pool`")]
+    {
+        let mut svc = service("Scripted", &path, &["tcp:0"]);
+        svc.options = options.parse().unwrap();
+        let err =
+            apiary_pot::Pot::bind("node-1", &config, &[svc], apiary_event::Collector::shared())
+                .err()
+                .unwrap_or_else(|| panic!("{options} was accepted"))
+                .to_string();
+        assert!(err.contains(want), "{options}: {err}");
+    }
+}
