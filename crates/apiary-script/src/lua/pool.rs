@@ -9,7 +9,7 @@ use std::time::Duration;
 use super::service::{LuaCode, Prepared, prepare};
 use crate::{Limits, Output, ScriptError};
 
-/// Most states a pool keeps ready (each is a full sandbox, some tens of KiB).
+/// Most states a pool keeps ready (each is a full sandbox, about 25 KiB of Lua heap).
 pub const MAX_POOL: usize = 256;
 /// After a failed build the thread waits this long before trying again.
 const RETRY: Duration = Duration::from_secs(1);
@@ -145,5 +145,33 @@ fn fill(shared: &Shared) {
             continue;
         }
         q = shared.wake.wait(q).unwrap_or_else(std::sync::PoisonError::into_inner);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_ready_state_is_small_and_the_pool_fills_to_its_size() {
+        let src = b"function handle() tx(md5('x')) end";
+        let code = Arc::new(LuaCode::compile(std::path::Path::new("t.lua"), src).unwrap());
+        let limits = Limits::default();
+        let state = prepare(&code, &limits, Output::Tracing).unwrap();
+        // What `lua_pool` costs per state (docs/plugins.md says about 25 KiB).
+        let used = state.lua().used_memory();
+        assert!((8 << 10..256 << 10).contains(&used), "{used} bytes");
+
+        let pool = SessionPool::start(code, &limits, Output::Tracing, 3).unwrap();
+        for _ in 0..1000 {
+            if pool.ready() == 3 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(pool.ready(), 3);
+        let taken = pool.take().unwrap();
+        assert_eq!(pool.ready(), 2);
+        pool.retire(taken);
     }
 }

@@ -143,6 +143,14 @@ pub(crate) struct Prepared {
     chunk: Function,
 }
 
+impl Prepared {
+    /// The state's Lua (tests look at its memory).
+    #[cfg(test)]
+    pub(crate) fn lua(&self) -> &Lua {
+        &self.sb.lua
+    }
+}
+
 /// Builds a session state for `code`.
 pub(crate) fn prepare(
     code: &LuaCode,
