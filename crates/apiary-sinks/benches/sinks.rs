@@ -1,5 +1,6 @@
-//! Sink throughput: JSONL on one core, the disk spool, and PostgreSQL and NATS against the
-//! local servers (skipped with a note when a server is absent).
+//! Sink throughput: JSONL on one core (the writer alone and the whole emit-to-file pipeline),
+//! and PostgreSQL and NATS against the local servers (skipped with a note when a server is
+//! absent). Select groups by name: `cargo bench -p apiary-sinks --bench sinks -- jsonl`.
 #![allow(clippy::unwrap_used, clippy::print_stderr)]
 
 use std::sync::Arc;
@@ -164,6 +165,57 @@ fn jsonl_in<M: Measurement + 'static>(group: &str, c: &mut Criterion<M>) {
     g.finish();
 }
 
+/// The whole path a listener's event takes to the file: `Emitter::emit` (the `Arc`, the
+/// queue hand-off) on the benchmark thread, the sink task batching and writing on one tokio
+/// worker. Wall clock from the first emit until the sink has confirmed the last event; the
+/// queue holds a whole iteration, so nothing is dropped (checked).
+fn jsonl_pipeline(c: &mut Criterion) {
+    let per_iter = 100_000u64;
+    let template = (*event(1)).clone();
+    let rt =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let mut g = c.benchmark_group("jsonl_pipeline");
+    g.throughput(Throughput::Elements(per_iter));
+    let disk = tempfile::tempdir().unwrap();
+    let shm = std::path::Path::new("/dev/shm");
+    let shm = shm.is_dir().then(|| tempfile::tempdir_in(shm).unwrap());
+    for (name, dir) in [("emit_to_disk_100k", Some(&disk)), ("emit_to_tmpfs_100k", shm.as_ref())] {
+        let Some(dir) = dir else { continue };
+        let spec = logger(&format!(
+            "[[logger]]\ntype = \"jsonl\"\npath = \"{}/p.jsonl\"\nmax_bytes = 268435456\nkeep = 1\nspool = false\nqueue = 262144\n",
+            dir.path().display()
+        ))
+        .build(&[], dir.path())
+        .unwrap();
+        let pipeline = {
+            let _guard = rt.enter();
+            apiary_sinks::Pipeline::start(vec![spec])
+        };
+        let emitter = pipeline.emitter();
+        let delivered = || pipeline.stats()[0].1.delivered;
+        g.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let start = Instant::now();
+                let mut want = delivered();
+                for _ in 0..iters {
+                    for _ in 0..per_iter {
+                        emitter.emit(template.clone());
+                    }
+                    want += per_iter;
+                    while delivered() < want {
+                        std::thread::yield_now();
+                    }
+                }
+                start.elapsed()
+            })
+        });
+        let dropped = pipeline.stats()[0].1.dropped;
+        assert_eq!(dropped, 0, "the queue overflowed; the figure would not count every event");
+        rt.block_on(pipeline.shutdown(Duration::from_secs(5)));
+    }
+    g.finish();
+}
+
 fn remote(c: &mut Criterion, name: &str, cfg: &str, batch_size: usize) {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -197,15 +249,27 @@ fn postgres(c: &mut Criterion) {
     if !up("127.0.0.1:5432") {
         return;
     }
-    let table = format!("bench_{}", apiary_event::new_id().simple());
-    remote(
-        c,
-        "postgres",
-        &format!(
-            "[[logger]]\ntype = \"postgres\"\nurl = \"postgres://postgres@127.0.0.1:5432/test\"\ntable = \"{table}\"\n"
-        ),
-        5000,
-    );
+    // One fresh table per variant, dropped afterwards; `connections = 1` against the default 2
+    // shows what the second server core adds on this machine.
+    for connections in [1, 2] {
+        let table = format!("bench_{}", apiary_event::new_id().simple());
+        remote(
+            c,
+            &format!("postgres_{connections}conn"),
+            &format!(
+                "[[logger]]\ntype = \"postgres\"\nurl = \"postgres://postgres@127.0.0.1:5432/test\"\ntable = \"{table}\"\nconnections = {connections}\n"
+            ),
+            5000,
+        );
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            use sqlx::Connection as _;
+            let url = "postgres://postgres@127.0.0.1:5432/test";
+            let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+            let drop = format!("DROP TABLE IF EXISTS {table}");
+            sqlx::raw_sql(sqlx::AssertSqlSafe(drop)).execute(&mut conn).await.unwrap();
+        });
+    }
 }
 
 fn nats(c: &mut Criterion) {
@@ -215,7 +279,7 @@ fn nats(c: &mut Criterion) {
     remote(c, "nats", "[[logger]]\ntype = \"nats\"\nsubject = \"apiary.bench\"\n", 5000);
 }
 
-criterion_group!(benches, jsonl, postgres, nats);
+criterion_group!(benches, jsonl, jsonl_pipeline, postgres, nats);
 criterion_group! {
     name = cpu;
     config = Criterion::default().with_measurement(ThreadCpu);

@@ -340,13 +340,19 @@ impl DiskSpool {
     /// Opens the last segment for appending, or starts a new one.
     fn open_writer(&mut self, new_segment: bool) -> io::Result<()> {
         if new_segment {
-            if let Some(w) = self.writer.take() {
-                w.sync_data()?;
-            }
             let seq = self.segments.back().map_or(self.head.seq.max(1), |s| s.seq + 1);
-            let file =
-                OpenOptions::new().create(true).append(true).open(segment_path(&self.dir, seq))?;
-            File::open(&self.dir)?.sync_all()?;
+            let path = segment_path(&self.dir, seq);
+            let old = self.writer.take();
+            // Two flushes of a full segment's worth of data: off the worker, like `sync`, so
+            // a dead sink's spool never stalls the listeners sharing the runtime.
+            let file = off_worker(|| -> io::Result<File> {
+                if let Some(w) = old {
+                    w.sync_data()?;
+                }
+                let file = OpenOptions::new().create(true).append(true).open(&path)?;
+                File::open(&self.dir)?.sync_all()?;
+                Ok(file)
+            })?;
             if self.segments.is_empty() {
                 self.head = Pos { seq, off: 0 };
                 self.head_done = 0;

@@ -5,7 +5,7 @@ use serde::Deserialize;
 use super::PostgresSink;
 use crate::{Encoder, SinkError};
 
-/// `type = "postgres"`: one row per event, the record in a `jsonb` column.
+/// `type = "postgres"`: one row per event, the record in a `json` column.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PostgresConfig {
@@ -14,10 +14,18 @@ pub struct PostgresConfig {
     /// Table name; created on first use.
     #[serde(default = "default_table")]
     pub table: String,
+    /// Connections a batch is split over, each part its own `COPY`: the server parses and
+    /// indexes one `COPY` on one core, so a second connection lets it use a second.
+    #[serde(default = "default_connections")]
+    pub connections: usize,
 }
 
 fn default_table() -> String {
     "apiary_events".into()
+}
+
+fn default_connections() -> usize {
+    2
 }
 
 impl PostgresConfig {
@@ -36,12 +44,15 @@ impl PostgresConfig {
                     .into(),
             ));
         }
+        if !(1..=16).contains(&self.connections) {
+            return Err(SinkError::Config("connections must be 1 to 16".into()));
+        }
         Ok(())
     }
 
     /// The sink; it connects on first use.
     pub fn build(&self, encoder: Encoder) -> Result<PostgresSink, SinkError> {
         self.validate()?;
-        Ok(PostgresSink::new(self.url.clone(), self.table.clone(), encoder))
+        Ok(PostgresSink::new(self.url.clone(), self.table.clone(), encoder, self.connections))
     }
 }

@@ -1,5 +1,6 @@
-//! PostgreSQL: batches go in with `COPY ... FROM STDIN` into a staging table, then
-//! `INSERT ... ON CONFLICT (id) DO NOTHING`, so a retried batch never stores an event twice.
+//! PostgreSQL: batches go in with binary `COPY ... FROM STDIN` straight into the table; a
+//! retried batch that collides with stored rows goes through a staging table and
+//! `INSERT ... ON CONFLICT (id) DO NOTHING`, so no event is stored twice.
 
 mod config;
 mod sink;
