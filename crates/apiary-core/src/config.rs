@@ -50,6 +50,10 @@ pub struct CoreConfig {
     /// Mutual TLS: nodes must present the client certificate issued to them at enrollment
     /// (signed by the Core CA in `<data_dir>/tls`, bound to their node id).
     pub mtls: bool,
+    /// How long an issued node client certificate is valid (from one hour before issue, for
+    /// clock skew). A node with an expired certificate is refused with that reason; issue a
+    /// new one with `apiary core node cert NAME`.
+    pub node_cert_validity: Duration,
     /// How often nodes heartbeat (HoneyBee: 30 s).
     pub heartbeat_interval: Duration,
     /// Heartbeats a node may miss before it is marked offline and disconnected.
@@ -85,6 +89,7 @@ impl Default for CoreConfig {
             tls_cert: None,
             enrollment: EnrollmentMode::Closed,
             mtls: false,
+            node_cert_validity: Duration::from_secs(365 * 86_400),
             heartbeat_interval: Duration::from_secs(30),
             missed_heartbeats: 3,
             registration_timeout: Duration::from_secs(10),

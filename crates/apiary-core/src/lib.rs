@@ -31,8 +31,8 @@ pub use enroll::{EnrollKind, Enrollment};
 pub use server::{Rejection, StatsSnapshot};
 pub use settings::CoreSettings;
 pub use store::{
-    AuditRecord, CommandRecord, CommandStatus, Count, EventQuery, NodeRecord, PotRecord, Store,
-    StoreError, StoredEvent,
+    AuditRecord, CommandRecord, CommandStatus, Count, EventQuery, NodeCertRecord, NodeRecord,
+    PotRecord, Store, StoreError, StoredEvent,
 };
 pub use tls::{NodeCert, TlsFiles};
 
@@ -307,15 +307,26 @@ pub async fn issue_node_cert(cfg: &CoreConfig, name: &str) -> Result<tls::NodeCe
     issue_cert(store.as_ref(), cfg, name).await
 }
 
-async fn issue_cert(
+pub(crate) async fn issue_cert(
     store: &dyn Store,
     cfg: &CoreConfig,
     name: &str,
 ) -> Result<tls::NodeCert, CoreError> {
     let node =
         store.node_by_name(name).await?.ok_or_else(|| CoreError::NoNodeNamed(name.to_owned()))?;
-    let cert = tls::issue_node_cert(&cfg.data_dir.join("tls"), &cfg.tls_names, node.id, name)?;
-    store.set_node_cert(node.id, &cert.sha256, now_micros()).await?;
+    let cert = tls::issue_node_cert(
+        &cfg.data_dir.join("tls"),
+        &cfg.tls_names,
+        node.id,
+        name,
+        cfg.node_cert_validity,
+    )?;
+    let record = store::NodeCertRecord {
+        sha256: cert.sha256.clone(),
+        not_before: Some(cert.not_before),
+        not_after: Some(cert.not_after),
+    };
+    store.set_node_cert(node.id, &record, now_micros()).await?;
     let detail = format!("node {name} id {} sha256 {}", node.id, cert.sha256);
     store.audit("operator", "node.cert", &detail, now_micros()).await?;
     Ok(cert)

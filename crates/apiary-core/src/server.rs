@@ -508,7 +508,26 @@ async fn check_client_cert(
         ));
     };
     match shared.store.node_cert(node.id).await {
-        Ok(Some(bound)) if bound == presented => Ok(()),
+        Ok(Some(bound)) if bound.sha256 == presented => {
+            // The handshake lets a genuine certificate through whatever the time (see
+            // `tls::client_verifier`); its window is checked here, where the node can be told.
+            let now = now_micros() / 1_000_000;
+            let fix = format!("issue a new one with `apiary core node cert {}`", node.name);
+            match (bound.not_before, bound.not_after) {
+                (Some(nb), _) if now < nb => Err(format!(
+                    "the client certificate of node {:?} is not valid yet (valid from {}; check \
+                     the clocks, or {fix})",
+                    node.name,
+                    utc(nb)
+                )),
+                (_, Some(na)) if now > na => Err(format!(
+                    "the client certificate of node {:?} expired at {}; {fix}",
+                    node.name,
+                    utc(na)
+                )),
+                _ => Ok(()),
+            }
+        }
         Ok(Some(_)) => Err(format!(
             "the client certificate presented was not issued to node {:?} (id {})",
             node.name, node.id
@@ -522,6 +541,11 @@ async fn check_client_cert(
             Err("internal error, retry later".into())
         }
     }
+}
+
+/// Unix seconds as RFC 3339 UTC, for messages.
+fn utc(secs: i64) -> String {
+    apiary_event::Timestamp::from_micros(secs.saturating_mul(1_000_000)).to_string()
 }
 
 /// Commands written and not yet answered, oldest first.

@@ -64,6 +64,9 @@ pub struct CoreSettings {
     /// refuses nodes that do not present the one issued to them.
     #[serde(default)]
     pub mtls: bool,
+    /// Validity of the client certificates issued to nodes (default `365d`).
+    #[serde(default = "default_cert_validity", with = "apiary_event::duration")]
+    pub node_cert_validity: Duration,
     /// Expected heartbeat interval of nodes.
     #[serde(default = "default_heartbeat", with = "apiary_event::duration")]
     pub heartbeat: Duration,
@@ -98,6 +101,9 @@ fn default_heartbeat() -> Duration {
 fn default_missed() -> u32 {
     3
 }
+fn default_cert_validity() -> Duration {
+    CoreConfig::default().node_cert_validity
+}
 fn default_batch() -> usize {
     CoreConfig::default().ingest_batch
 }
@@ -120,6 +126,7 @@ impl Default for CoreSettings {
             tls_key: None,
             enrollment: EnrollmentSetting::default(),
             mtls: false,
+            node_cert_validity: default_cert_validity(),
             heartbeat: default_heartbeat(),
             missed_heartbeats: default_missed(),
             ingest_batch: default_batch(),
@@ -159,6 +166,11 @@ impl CoreSettings {
                 "mtls: needs enrollment = \"closed\" (certificates are issued at enrollment)"
                     .into(),
             );
+        }
+        if self.node_cert_validity < Duration::from_secs(3600)
+            || self.node_cert_validity > Duration::from_secs(10 * 366 * 86_400)
+        {
+            errs.push("node_cert_validity: between 1h and 3660d".into());
         }
         if self.heartbeat < Duration::from_secs(1) {
             errs.push("heartbeat: at least 1s".into());
@@ -208,6 +220,7 @@ impl CoreSettings {
                 EnrollmentSetting::Open => EnrollmentMode::Open,
             },
             mtls: self.mtls,
+            node_cert_validity: self.node_cert_validity,
             heartbeat_interval: self.heartbeat,
             missed_heartbeats: self.missed_heartbeats,
             ingest_batch: self.ingest_batch,

@@ -133,7 +133,14 @@ pub struct NodeCert {
     pub key: PathBuf,
     /// SHA-256 (hex) of the certificate's DER: the Core binds it to the node id.
     pub sha256: String,
+    /// Valid from (Unix seconds).
+    pub not_before: i64,
+    /// Valid until (Unix seconds); the Core refuses it afterwards.
+    pub not_after: i64,
 }
+
+/// How far back a new node certificate's validity starts, for clocks running a little behind.
+const BACKDATE_SECS: i64 = 3600;
 
 /// SHA-256 (lower-case hex) of a DER certificate.
 pub fn cert_sha256(der: &[u8]) -> String {
@@ -142,13 +149,36 @@ pub fn cert_sha256(der: &[u8]) -> String {
 }
 
 /// Issues a client certificate for node `name` (id `node_id`) from the CA in `dir` (created if
-/// missing), written to `dir/nodes/NAME.pem` and `NAME.key`. The name is checked by enrollment
-/// to be `[A-Za-z0-9._-]`, so it is safe as a file name.
+/// missing), valid from an hour ago for `validity`, written to `dir/nodes/NAME.pem` and
+/// `NAME.key`. The name is checked by enrollment to be `[A-Za-z0-9._-]`, so it is safe as a
+/// file name.
 pub fn issue_node_cert(
     dir: &Path,
     extra_names: &[String],
     node_id: i64,
     name: &str,
+    validity: std::time::Duration,
+) -> Result<NodeCert, CoreError> {
+    let now = crate::now_micros() / 1_000_000;
+    let secs = i64::try_from(validity.as_secs()).unwrap_or(i64::MAX);
+    issue_node_cert_between(
+        dir,
+        extra_names,
+        node_id,
+        name,
+        now - BACKDATE_SECS,
+        now.saturating_add(secs),
+    )
+}
+
+/// [`issue_node_cert`] with an explicit validity window (Unix seconds, inclusive).
+pub fn issue_node_cert_between(
+    dir: &Path,
+    extra_names: &[String],
+    node_id: i64,
+    name: &str,
+    not_before: i64,
+    not_after: i64,
 ) -> Result<NodeCert, CoreError> {
     crate::enroll::validate_name(name)?;
     let files = ensure_certificates(dir, extra_names)?;
@@ -164,6 +194,13 @@ pub fn issue_node_cert(
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
     params.use_authority_key_identifier_extension = true;
+    // Unix seconds as rcgen's date type, clamped to what X.509 can express (9999-12-31).
+    let at = |secs: i64| {
+        let secs = u64::try_from(secs.clamp(0, 253_402_300_799)).unwrap_or(0);
+        rcgen::date_time_ymd(1970, 1, 1) + std::time::Duration::from_secs(secs)
+    };
+    params.not_before = at(not_before);
+    params.not_after = at(not_after);
     let key = KeyPair::generate().map_err(|e| tls_err("generating the node key", e))?;
     let cert =
         params.signed_by(&key, &issuer).map_err(|e| tls_err("signing the node certificate", e))?;
@@ -174,6 +211,8 @@ pub fn issue_node_cert(
         cert: nodes.join(format!("{name}.pem")),
         key: nodes.join(format!("{name}.key")),
         sha256: cert_sha256(cert.der()),
+        not_before,
+        not_after,
     };
     write_private(&out.key, &key.serialize_pem())
         .map_err(|e| tls_err("writing the node key", e))?;
@@ -194,10 +233,75 @@ pub fn client_verifier(
             .map_err(|e| tls_err("loading the CA", e))?;
     }
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
-        .allow_unauthenticated()
-        .build()
-        .map_err(|e| tls_err("client certificate verifier", e))
+    let inner =
+        rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+            .allow_unauthenticated()
+            .build()
+            .map_err(|e| tls_err("client certificate verifier", e))?;
+    Ok(Arc::new(OutsideValidity { inner }))
+}
+
+/// Lets a certificate through the handshake when its only fault is the time (expired or not
+/// yet valid) but it is otherwise a genuine certificate of this CA: the Core then refuses the
+/// registration with a reason the node can log (the validity window is bound to the node in
+/// the store) instead of a bare TLS alert. Any other fault still fails the handshake.
+#[derive(Debug)]
+struct OutsideValidity {
+    inner: Arc<dyn rustls::server::danger::ClientCertVerifier>,
+}
+
+impl rustls::server::danger::ClientCertVerifier for OutsideValidity {
+    fn offer_client_auth(&self) -> bool {
+        self.inner.offer_client_auth()
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        self.inner.client_auth_mandatory()
+    }
+
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::server::danger::ClientCertVerified, rustls::Error> {
+        use rustls::CertificateError as C;
+        match self.inner.verify_client_cert(end_entity, intermediates, now) {
+            // Checked again at the edge of its window: valid then means only the time is off.
+            Err(rustls::Error::InvalidCertificate(C::ExpiredContext { not_after: at, .. }))
+            | Err(rustls::Error::InvalidCertificate(C::NotValidYetContext {
+                not_before: at,
+                ..
+            })) => self.inner.verify_client_cert(end_entity, intermediates, at),
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
 }
 
 /// A rustls server configuration (TLS 1.3 and 1.2) from PEM files; with `client_ca`, client

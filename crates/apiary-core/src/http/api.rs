@@ -99,6 +99,7 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route("/nodes", get(list_nodes).post(add_node))
         .route("/nodes/{id}", get(get_node).delete(delete_node))
         .route("/nodes/{id}/totp", post(rotate_totp))
+        .route("/nodes/{id}/cert", post(renew_cert))
         .route("/nodes/{id}/pots", get(node_pots))
         .route("/nodes/{id}/commands", get(node_commands).post(send_command))
         .route("/pots", get(all_pots))
@@ -238,6 +239,42 @@ struct EnrollmentView {
     qr_svg: Option<String>,
     /// What to run on the node.
     node_command: String,
+    /// With mutual TLS on: the client certificate issued to the node, as `apiary core node
+    /// add` issues it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_certificate: Option<ClientCertView>,
+}
+
+/// A node's client certificate and key (PEM) for mutual TLS, shown once.
+#[derive(Serialize)]
+struct ClientCertView {
+    /// The certificate (PEM): save it on the node as the file `client_cert` names.
+    cert_pem: String,
+    /// Its private key (PEM): save it as the file `client_key` names; keep it private.
+    key_pem: String,
+    /// SHA-256 (hex) of the certificate's DER, bound to the node id.
+    sha256: String,
+    /// Valid from (Unix seconds).
+    not_before: i64,
+    /// Valid until (Unix seconds): issue a new one before (`POST /nodes/{id}/cert`).
+    not_after: i64,
+}
+
+/// Issues node `name` a client certificate and reads it back for the response.
+async fn client_cert_view(st: &AppState, name: &str) -> ApiResult<ClientCertView> {
+    let c = crate::issue_cert(st.core.store.as_ref(), &st.core.cfg, name).await?;
+    let read = |p: &std::path::Path| {
+        std::fs::read_to_string(p).map_err(|e| {
+            ApiError::from(crate::CoreError::Tls(format!("reading {}: {e}", p.display())))
+        })
+    };
+    Ok(ClientCertView {
+        cert_pem: read(&c.cert)?,
+        key_pem: read(&c.key)?,
+        sha256: c.sha256,
+        not_before: c.not_before,
+        not_after: c.not_after,
+    })
 }
 
 fn enrollment_view(st: &AppState, e: crate::Enrollment) -> EnrollmentView {
@@ -250,7 +287,7 @@ fn enrollment_view(st: &AppState, e: crate::Enrollment) -> EnrollmentView {
     };
     let node_command =
         format!("apiary node --core CORE_HOST:{} --name {} {secret} --ca ca.pem", port, e.name);
-    EnrollmentView { enrollment: e, qr_svg, node_command }
+    EnrollmentView { enrollment: e, qr_svg, node_command, client_certificate: None }
 }
 
 async fn add_node(
@@ -266,7 +303,10 @@ async fn add_node(
     };
     let e = enroll::add_node(st.core.store.as_ref(), body.name.trim(), kind).await?;
     audit_action(&st, &p, "node.add", &format!("node {} id {}", e.name, e.node_id)).await;
-    Ok((StatusCode::CREATED, Json(enrollment_view(&st, e))))
+    let cert = if st.core.cfg.mtls { Some(client_cert_view(&st, &e.name).await?) } else { None };
+    let mut view = enrollment_view(&st, e);
+    view.client_certificate = cert;
+    Ok((StatusCode::CREATED, Json(view)))
 }
 
 async fn rotate_totp(
@@ -288,6 +328,19 @@ async fn rotate_totp(
         token: None,
     };
     Ok(Json(enrollment_view(&st, e)))
+}
+
+/// A new client certificate for the node (mutual TLS); the one issued before stops working.
+async fn renew_cert(
+    State(st): St,
+    p: Principal,
+    Path(id): Path<i64>,
+) -> ApiResult<(StatusCode, Json<ClientCertView>)> {
+    p.require(Role::Admin)?;
+    let node = node_or_404(&st, id).await?;
+    let view = client_cert_view(&st, &node.name).await?;
+    audit_action(&st, &p, "node.cert", &format!("node {} id {id}", node.name)).await;
+    Ok((StatusCode::CREATED, Json(view)))
 }
 
 async fn delete_node(State(st): St, p: Principal, Path(id): Path<i64>) -> ApiResult<StatusCode> {

@@ -4,7 +4,7 @@
 //! their schema DDL; see `sql.rs`. The query methods are shaped for the REST layer: events by
 //! time range, source, node and kind with keyset paging, and the usual top-N statistics.
 
-mod sql;
+pub(crate) mod sql;
 
 use std::net::IpAddr;
 use std::path::Path;
@@ -111,6 +111,18 @@ impl CommandStatus {
     }
 }
 
+/// The client certificate bound to a node (mutual TLS).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeCertRecord {
+    /// SHA-256 (hex) of its DER.
+    pub sha256: String,
+    /// Valid from (Unix seconds); `None` for certificates bound before validity was recorded
+    /// (those were issued without an end).
+    pub not_before: Option<i64>,
+    /// Valid until (Unix seconds).
+    pub not_after: Option<i64>,
+}
+
 /// A queued or past command.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CommandRecord {
@@ -188,6 +200,12 @@ pub struct EventQuery {
     pub node_id: Option<i64>,
     /// Only this kind (`pot.event`, ...).
     pub kind: Option<String>,
+    /// Only this service name.
+    pub service: Option<String>,
+    /// Only this session.
+    pub session: Option<Uuid>,
+    /// Only events whose JSON contains this text (unindexed: combine with a time range).
+    pub text: Option<String>,
     /// Page after the last event of the previous page: its (time, id).
     pub before: Option<(Timestamp, Uuid)>,
     /// Page size (capped at 10,000; 0 means 100).
@@ -241,11 +259,15 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn consume_token(&self, id: i64, token_hash: &str) -> Result<bool, StoreError>;
     /// Sets (or replaces) the node's TOTP secret and forgets used steps.
     async fn set_totp_secret(&self, id: i64, secret: &str) -> Result<(), StoreError>;
-    /// Binds a client certificate (SHA-256 of its DER, hex) to the node, replacing any
-    /// earlier one (mutual TLS).
-    async fn set_node_cert(&self, id: i64, sha256: &str, now: i64) -> Result<(), StoreError>;
-    /// The SHA-256 of the client certificate bound to the node, if one was issued.
-    async fn node_cert(&self, id: i64) -> Result<Option<String>, StoreError>;
+    /// Binds a client certificate to the node, replacing any earlier one (mutual TLS).
+    async fn set_node_cert(
+        &self,
+        id: i64,
+        cert: &NodeCertRecord,
+        now: i64,
+    ) -> Result<(), StoreError>;
+    /// The client certificate bound to the node, if one was issued.
+    async fn node_cert(&self, id: i64) -> Result<Option<NodeCertRecord>, StoreError>;
     /// Sets the operator's unit-style override (`None`: auto).
     async fn set_unit_style(&self, id: i64, style: Option<&str>) -> Result<(), StoreError>;
     /// Marks a node connected with what its registration said.

@@ -409,6 +409,64 @@ async fn tokens_roles_csrf_and_audit() {
     core.shutdown().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn post_nodes_issues_the_client_certificate_under_mtls() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.mtls = true;
+    cfg.node_cert_validity = Duration::from_secs(30 * 86_400);
+    let (core, api) = serve(cfg).await;
+    let admin = api.db().create_token("admin", Role::Admin, false).await.unwrap();
+    let http = reqwest::Client::new();
+    let url = |p: &str| format!("{}/api/v1{p}", api.base_url());
+    let r = http.post(url("/nodes")).bearer_auth(&admin).json(&json!({ "name": "m1" }));
+    let r = r.send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let body: Value = r.json().await.unwrap();
+    let cert = &body["client_certificate"];
+    let (pem, key) = (cert["cert_pem"].as_str().unwrap(), cert["key_pem"].as_str().unwrap());
+    assert!(pem.starts_with("-----BEGIN CERTIFICATE-----"), "{body}");
+    let days = (cert["not_after"].as_i64().unwrap() - util::unix_now() as i64) / 86_400;
+    assert!((29..=30).contains(&days), "{cert}");
+    let secret = body["totp_secret"].as_str().unwrap().to_owned();
+    let id = body["node_id"].as_i64().unwrap();
+
+    // The material works as returned: the node registers with it.
+    let mut node = Node::with_cert(&core, pem, key).await;
+    let ack = node.register("m1", 3, Some(code(&secret, 0))).await;
+    assert!(ack.accepted, "{ack:?}");
+    drop(node);
+    eventually("m1 offline", || async { core.connected_nodes().is_empty().then_some(()) }).await;
+
+    // A renewed certificate replaces it: the old one is refused with the reason.
+    let r = http.post(url(&format!("/nodes/{id}/cert"))).bearer_auth(&admin).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let renewed: Value = r.json().await.unwrap();
+    assert_ne!(renewed["sha256"], cert["sha256"]);
+    let mut node = Node::with_cert(&core, pem, key).await;
+    let ack = node.register("m1", 3, Some(code(&secret, 1))).await;
+    assert!(!ack.accepted);
+    assert!(ack.message.unwrap().contains("was not issued to node"));
+
+    // Without mutual TLS there is nothing to issue.
+    let dir2 = tempfile::tempdir().unwrap();
+    let (core2, api2) = serve(config(dir2.path())).await;
+    let admin2 = api2.db().create_token("admin", Role::Admin, false).await.unwrap();
+    let r = http
+        .post(format!("{}/api/v1/nodes", api2.base_url()))
+        .bearer_auth(&admin2)
+        .json(&json!({ "name": "p1" }))
+        .send()
+        .await
+        .unwrap();
+    let body: Value = r.json().await.unwrap();
+    assert!(body.get("client_certificate").is_none(), "{body}");
+    for (api, core) in [(api, core), (api2, core2)] {
+        api.shutdown().await;
+        core.shutdown().await;
+    }
+}
+
 /// Events spread over several hours with repeated keys.
 fn spread_events(n: usize, base: Timestamp) -> Vec<StoredEvent> {
     (0..n)

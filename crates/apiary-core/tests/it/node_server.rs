@@ -485,3 +485,77 @@ async fn serde_style_nodes_get_bare_string_unit_commands() {
     assert!(text.contains(r#""command":"Restart""#), "{text}");
     core.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mtls_refuses_expired_and_not_yet_valid_certificates_with_a_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.mtls = true;
+    let core = start(cfg).await;
+    let now = util::unix_now() as i64;
+    let tls_dir = dir.path().join("tls");
+    // (node, valid from, valid until, reason the Core gives)
+    let cases = [
+        ("c-valid", now - 60, now + 3600, None),
+        ("c-expired", now - 7200, now - 3600, Some("expired at")),
+        ("c-early", now + 3600, now + 7200, Some("is not valid yet")),
+    ];
+    let mut connected = Vec::new();
+    for (name, from, until, why) in cases {
+        let e = core.add_node(name, EnrollKind::Totp).await.unwrap();
+        let c =
+            apiary_core::tls::issue_node_cert_between(&tls_dir, &[], e.node_id, name, from, until)
+                .unwrap();
+        let record = apiary_core::NodeCertRecord {
+            sha256: c.sha256.clone(),
+            not_before: Some(c.not_before),
+            not_after: Some(c.not_after),
+        };
+        core.store().set_node_cert(e.node_id, &record, 0).await.unwrap();
+        let pem = |p: &std::path::Path| std::fs::read_to_string(p).unwrap();
+        // The handshake completes (the certificate is genuine), so the node hears why.
+        let mut client = Client::with_cert(&core, &pem(&c.cert), &pem(&c.key)).await;
+        let ack = client.register(name, 7, Some(code(e.totp_secret.as_deref().unwrap(), 0))).await;
+        match why {
+            None => {
+                assert!(ack.accepted, "{name}: {ack:?}");
+                connected.push(client);
+            }
+            Some(why) => {
+                assert!(!ack.accepted, "{name}");
+                let msg = ack.message.unwrap_or_default();
+                assert!(msg.contains(why) && msg.contains("apiary core node cert"), "{msg}");
+                assert!(client.closed().await);
+            }
+        }
+    }
+    // A certificate outside its window from another CA still fails in the handshake.
+    let other = tempfile::tempdir().unwrap();
+    let foreign = apiary_core::tls::issue_node_cert_between(
+        other.path(),
+        &[],
+        1,
+        "c-valid",
+        now - 7200,
+        now - 3600,
+    )
+    .unwrap();
+    let tcp = tokio::net::TcpStream::connect(core.local_addr()).await.unwrap();
+    let ca = core.tls_files().unwrap().ca_cert.clone();
+    let (cert, key) = (
+        std::fs::read_to_string(&foreign.cert).unwrap(),
+        std::fs::read_to_string(&foreign.key).unwrap(),
+    );
+    let refused = async {
+        let mut io = util::tls_connect_as(tcp, &ca, Some((&cert, &key))).await?;
+        // TLS 1.3: the client learns of a refused certificate on its first read.
+        tokio::io::AsyncWriteExt::write_all(&mut io, b"\n").await?;
+        let mut b = [0u8; 1];
+        tokio::io::AsyncReadExt::read(&mut io, &mut b).await
+    };
+    assert!(refused.await.is_err_and(|e| e.to_string().contains("alert")));
+    // The node with a valid certificate was served throughout.
+    connected[0].heartbeat().await;
+    assert_eq!(core.connected_nodes(), vec![1]);
+    core.shutdown().await;
+}

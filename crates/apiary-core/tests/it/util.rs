@@ -94,6 +94,14 @@ impl Client {
         Self { io, buf: BytesMut::new(), dec: FrameDecoder::default() }
     }
 
+    /// Connects over TLS presenting a client certificate (`cert_pem`, `key_pem`).
+    pub(crate) async fn with_cert(core: &CoreHandle, cert_pem: &str, key_pem: &str) -> Self {
+        let tcp = TcpStream::connect(core.local_addr()).await.unwrap();
+        let ca = &core.tls_files().unwrap().ca_cert;
+        let io = tls_connect_as(tcp, ca, Some((cert_pem, key_pem))).await.unwrap();
+        Self { io: Box::new(io), buf: BytesMut::new(), dec: FrameDecoder::default() }
+    }
+
     pub(crate) async fn plain(core: &CoreHandle) -> Self {
         let tcp = TcpStream::connect(core.local_addr()).await.unwrap();
         Self { io: Box::new(tcp), buf: BytesMut::new(), dec: FrameDecoder::default() }
@@ -187,12 +195,31 @@ pub(crate) async fn tls_connect(
     tcp: TcpStream,
     ca: &Path,
 ) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
+    tls_connect_as(tcp, ca, None).await
+}
+
+/// [`tls_connect`], presenting a client certificate and key (PEM) when given.
+pub(crate) async fn tls_connect_as(
+    tcp: TcpStream,
+    ca: &Path,
+    client: Option<(&str, &str)>,
+) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
     apiary_core::install_crypto_provider();
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_file_iter(ca).unwrap() {
         roots.add(cert.unwrap()).unwrap();
     }
-    let cfg = rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth();
+    let builder = rustls::ClientConfig::builder().with_root_certificates(roots);
+    let cfg = match client {
+        Some((cert, key)) => {
+            use rustls::pki_types::PrivateKeyDer;
+            let chain =
+                CertificateDer::pem_slice_iter(cert.as_bytes()).collect::<Result<_, _>>().unwrap();
+            let key = PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap();
+            builder.with_client_auth_cert(chain, key).unwrap()
+        }
+        None => builder.with_no_client_auth(),
+    };
     let connector = tokio_rustls::TlsConnector::from(Arc::new(cfg));
     connector.connect(ServerName::try_from("honeybee-manager").unwrap(), tcp).await
 }
