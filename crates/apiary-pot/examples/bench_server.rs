@@ -19,9 +19,15 @@ struct Count(AtomicU64);
 
 impl Emit for Count {
     fn emit(&self, event: Event) {
-        // Serialise like a JSONL sink would, so the cost of logging is real.
-        let line = serde_json::to_vec(&event).unwrap_or_default();
-        self.0.fetch_add(line.len() as u64, Relaxed);
+        // Encode with the JSONL logger's own encoder, into a reused buffer as its batches are,
+        // so the cost of logging is the product's (serde_json here cost 2.3 times as much).
+        thread_local!(static LINE: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) });
+        let len = LINE.with_borrow_mut(|line| {
+            line.clear();
+            apiary_event::encode::json::write(&event, line);
+            line.len()
+        });
+        self.0.fetch_add(len as u64, Relaxed);
     }
 }
 
