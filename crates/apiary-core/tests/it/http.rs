@@ -818,3 +818,63 @@ async fn up_serves_a_real_attack_to_the_api_and_runs_node_commands() {
 
     up.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_older_sqlite_database_is_migrated_to_service_and_session_columns() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    let url = format!("sqlite:{}", path.display());
+    // The events table as earlier versions created it, with the dashboard's JSON indexes.
+    let (session, events) = session_events("n1", "203.0.113.9", Timestamp::now());
+    {
+        let opts =
+            sqlx::sqlite::SqliteConnectOptions::new().filename(&path).create_if_missing(true);
+        let pool = sqlx::SqlitePool::connect_with(opts).await.unwrap();
+        for stmt in [
+            "CREATE TABLE events (id TEXT PRIMARY KEY, time BIGINT NOT NULL, kind TEXT NOT NULL,
+             node_id BIGINT, node TEXT NOT NULL, pot TEXT, src_ip TEXT, src_port BIGINT,
+             username TEXT, password TEXT, body TEXT NOT NULL)",
+            "CREATE TABLE node_certs (node_id BIGINT PRIMARY KEY, sha256 TEXT NOT NULL,
+             created BIGINT NOT NULL)",
+            "CREATE INDEX http_events_session ON events (json_extract(body, '$.session'))",
+            "CREATE INDEX events_src ON events (src_ip, time)",
+        ] {
+            sqlx::query(stmt).execute(&pool).await.unwrap();
+        }
+        for e in &events {
+            let mut body = Vec::new();
+            apiary_event::encode::json_line(e, &mut body);
+            sqlx::query(
+                "INSERT INTO events (id, time, kind, node, body) VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(e.id.to_string())
+            .bind(e.time.as_micros())
+            .bind(e.kind.as_str())
+            .bind(&*e.node)
+            .bind(String::from_utf8(body).unwrap().trim_end().to_owned())
+            .execute(&pool)
+            .await
+            .unwrap();
+        }
+        pool.close().await;
+    }
+    let _store = apiary_core::store::open(&url, None).await.unwrap();
+    let db = http::Db::open(&url, None).await.unwrap();
+    let timeline = db.session(session, 100).await.unwrap();
+    assert_eq!(timeline.len(), events.len());
+    let filter = http::EventFilter {
+        service: events[0].service.as_deref().map(str::to_owned),
+        ..Default::default()
+    };
+    assert_eq!(db.search(&filter).await.unwrap().events.len(), events.len());
+    // The old indexes are gone, the new ones exist.
+    let opts = sqlx::sqlite::SqliteConnectOptions::new().filename(&path);
+    let pool = sqlx::SqlitePool::connect_with(opts).await.unwrap();
+    let names: Vec<String> =
+        sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'index'")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert!(names.iter().any(|n| n == "events_session"), "{names:?}");
+    assert!(!names.iter().any(|n| n == "http_events_session" || n == "events_src"), "{names:?}");
+}
