@@ -543,7 +543,7 @@ $('enroll-form').addEventListener('submit', async (ev) => {
     }
     const kv = $('enroll-kv'); clear(kv);
     for (const [k, v] of [['node', `${r.name} (#${r.node_id})`], ['TOTP secret', r.totp_secret], ['otpauth URI', r.otpauth_uri], ['one-time token', r.token]]) if (v) kv.append(el('tr', null, el('th', null, k), el('td', { class: 'mono' }, v)));
-    $('enroll-cmd').textContent = r.node_command;
+    $('enroll-cmd').textContent = `${r.node_config}\n# then run: ${r.node_command}`;
   } catch (e) { alert(e.message); }
 });
 

@@ -39,6 +39,52 @@ pub struct Enrollment {
     pub token: Option<String>,
 }
 
+/// How the node checks the Core's certificate, for its `[node]` section.
+#[derive(Debug, Clone, Copy)]
+pub enum NodeTrust<'a> {
+    /// Plain TCP (`transport = "plain"` on the Core).
+    Plain,
+    /// The CA the Core created (`ca.pem` under its data directory): the node needs a copy.
+    CaFile(&'a std::path::Path),
+    /// The operator's own certificate (`tls_cert`): the node needs the CA that signed it.
+    OperatorCa,
+}
+
+impl Enrollment {
+    /// The `[node]` section of the node's `node.toml` (run it with `apiary node run -c
+    /// node.toml`), as `apiary core node add` prints it and `POST /nodes` answers it.
+    /// `client` names the node's client certificate and key files under mutual TLS.
+    pub fn node_section(
+        &self,
+        core_addr: &str,
+        trust: NodeTrust<'_>,
+        client: Option<(&str, &str)>,
+    ) -> String {
+        let mut s = format!("[node]\nname = \"{}\"\ncore = \"{core_addr}\"\n", self.name);
+        match trust {
+            NodeTrust::Plain => s.push_str("plain = true\n"),
+            NodeTrust::CaFile(ca) => s.push_str(&format!(
+                "ca_file = \"{}\"   # a copy of this file on the node\n",
+                ca.display()
+            )),
+            NodeTrust::OperatorCa => s.push_str("ca_file = \"CA-OF-YOUR-CERTIFICATE.pem\"\n"),
+        }
+        if let Some((cert, key)) = client {
+            s.push_str(&format!(
+                "client_cert = \"{cert}\"   # a copy of this file on the node\n\
+                 client_key = \"{key}\"    # likewise; keep it private\n"
+            ));
+        }
+        if let Some(secret) = &self.totp_secret {
+            s.push_str(&format!("totp_secret = \"{secret}\"\n"));
+        }
+        if let Some(t) = &self.token {
+            s.push_str(&format!("token = \"{t}\"\n"));
+        }
+        s
+    }
+}
+
 /// Node names: 1 to 64 of `[A-Za-z0-9._-]`, so they are safe in logs, URIs and file names.
 pub fn validate_name(name: &str) -> Result<(), CoreError> {
     let ok = !name.is_empty()

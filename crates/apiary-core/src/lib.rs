@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use config::{CoreConfig, EnrollmentMode, NodeTransport};
-pub use enroll::{EnrollKind, Enrollment};
+pub use enroll::{EnrollKind, Enrollment, NodeTrust};
 pub use server::{Rejection, StatsSnapshot};
 pub use settings::CoreSettings;
 pub use store::{

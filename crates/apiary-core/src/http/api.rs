@@ -237,7 +237,9 @@ struct EnrollmentView {
     enrollment: crate::Enrollment,
     /// The `otpauth://` URI (or the token) as an SVG QR code.
     qr_svg: Option<String>,
-    /// What to run on the node.
+    /// The node's `node.toml` (its `[node]` section; shown once, it holds the credential).
+    node_config: String,
+    /// What to run on the node with that file.
     node_command: String,
     /// With mutual TLS on: the client certificate issued to the node, as `apiary core node
     /// add` issues it.
@@ -277,17 +279,29 @@ async fn client_cert_view(st: &AppState, name: &str) -> ApiResult<ClientCertView
     })
 }
 
-fn enrollment_view(st: &AppState, e: crate::Enrollment) -> EnrollmentView {
+fn enrollment_view(
+    st: &AppState,
+    e: crate::Enrollment,
+    cert: Option<ClientCertView>,
+) -> EnrollmentView {
     let qr_svg = e.otpauth_uri.as_deref().and_then(qr::svg);
-    let port = st.node_port;
-    let secret = match (&e.totp_secret, &e.token) {
-        (Some(s), _) => format!("--totp-secret {s}"),
-        (None, Some(t)) => format!("--token {t}"),
-        (None, None) => String::new(),
+    let cfg = &st.core.cfg;
+    let ca = cfg.data_dir.join("tls").join("ca.pem");
+    let trust = match (cfg.transport, &cfg.tls_cert) {
+        (crate::NodeTransport::Plain, _) => crate::NodeTrust::Plain,
+        (_, Some(_)) => crate::NodeTrust::OperatorCa,
+        _ => crate::NodeTrust::CaFile(&ca),
     };
-    let node_command =
-        format!("apiary node --core CORE_HOST:{} --name {} {secret} --ca ca.pem", port, e.name);
-    EnrollmentView { enrollment: e, qr_svg, node_command, client_certificate: None }
+    // The certificate and key come in the answer: the node keeps them under these names.
+    let client = cert.as_ref().map(|_| ("client.pem", "client.key"));
+    let node_config = e.node_section(&format!("CORE-HOST:{}", st.node_port), trust, client);
+    EnrollmentView {
+        enrollment: e,
+        qr_svg,
+        node_config,
+        node_command: "apiary node run -c node.toml".to_owned(),
+        client_certificate: cert,
+    }
 }
 
 async fn add_node(
@@ -304,9 +318,7 @@ async fn add_node(
     let e = enroll::add_node(st.core.store.as_ref(), body.name.trim(), kind).await?;
     audit_action(&st, &p, "node.add", &format!("node {} id {}", e.name, e.node_id)).await;
     let cert = if st.core.cfg.mtls { Some(client_cert_view(&st, &e.name).await?) } else { None };
-    let mut view = enrollment_view(&st, e);
-    view.client_certificate = cert;
-    Ok((StatusCode::CREATED, Json(view)))
+    Ok((StatusCode::CREATED, Json(enrollment_view(&st, e, cert))))
 }
 
 async fn rotate_totp(
@@ -327,7 +339,7 @@ async fn rotate_totp(
         totp_secret: Some(b32),
         token: None,
     };
-    Ok(Json(enrollment_view(&st, e)))
+    Ok(Json(enrollment_view(&st, e, None)))
 }
 
 /// A new client certificate for the node (mutual TLS); the one issued before stops working.

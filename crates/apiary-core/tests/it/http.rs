@@ -333,8 +333,17 @@ async fn tokens_roles_csrf_and_audit() {
     assert_eq!(r.status(), StatusCode::CREATED);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["token"].as_str().unwrap().len(), 32);
-    let port = format!("CORE_HOST:{} ", core.local_addr().port());
-    assert!(body["node_command"].as_str().unwrap().contains(&port), "{body}");
+    // The answer is the node's whole node.toml, as `apiary core node add` prints it.
+    assert_eq!(body["node_command"], "apiary node run -c node.toml");
+    let node_toml: toml::Table = body["node_config"].as_str().unwrap().parse().unwrap();
+    let section = node_toml["node"].as_table().unwrap();
+    assert_eq!(section["name"].as_str(), Some("n2"));
+    assert_eq!(section["token"].as_str(), body["token"].as_str());
+    assert_eq!(
+        section["core"].as_str().unwrap(),
+        format!("CORE-HOST:{}", core.local_addr().port())
+    );
+    assert!(section["ca_file"].as_str().unwrap().ends_with("ca.pem"), "{section:?}");
     let r = post(&admin, "/nodes", &json!({ "name": "n2" })).await.unwrap();
     assert_eq!(r.status(), StatusCode::CONFLICT);
     let r = post(&admin, "/tokens", &json!({ "name": "carol", "role": "viewer" })).await.unwrap();
@@ -429,6 +438,14 @@ async fn post_nodes_issues_the_client_certificate_under_mtls() {
     let days = (cert["not_after"].as_i64().unwrap() - util::unix_now() as i64) / 86_400;
     assert!((29..=30).contains(&days), "{cert}");
     let secret = body["totp_secret"].as_str().unwrap().to_owned();
+    // The node.toml in the answer names the files the certificate and key go in.
+    let node_toml: toml::Table = body["node_config"].as_str().unwrap().parse().unwrap();
+    let section = node_toml["node"].as_table().unwrap();
+    assert_eq!(
+        (section["client_cert"].as_str(), section["client_key"].as_str()),
+        (Some("client.pem"), Some("client.key"))
+    );
+    assert_eq!(section["totp_secret"].as_str(), Some(secret.as_str()));
     let id = body["node_id"].as_i64().unwrap();
 
     // The material works as returned: the node registers with it.

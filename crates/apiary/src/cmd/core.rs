@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use apiary_core::{Core, CoreConfig, CoreSettings, EnrollKind, NodeTransport};
+use apiary_core::{Core, CoreConfig, CoreSettings, EnrollKind, NodeTransport, NodeTrust};
 
 fn settings(loaded: &crate::config::Loaded) -> (CoreSettings, CoreConfig) {
     let s = loaded.config.core.clone().unwrap_or_default();
@@ -124,15 +124,12 @@ pub(crate) fn add_node(
         }
     });
     let mut out = format!("enrolled node {} (id {})\n\n", e.name, e.node_id);
-    let mut section = format!("[node]\nname = \"{}\"\ncore = \"{addr}\"\n", e.name);
-    match &tls {
-        Some(f) => section.push_str(&format!(
-            "ca_file = \"{}\"   # a copy of this file on the node\n",
-            f.ca_cert.display()
-        )),
-        None if cfg.transport == NodeTransport::Plain => section.push_str("plain = true\n"),
-        None => section.push_str("ca_file = \"CA-OF-YOUR-CERTIFICATE.pem\"\n"),
-    }
+    let trust = match &tls {
+        Some(f) => NodeTrust::CaFile(&f.ca_cert),
+        None if cfg.transport == NodeTransport::Plain => NodeTrust::Plain,
+        None => NodeTrust::OperatorCa,
+    };
+    let mut client = None;
     if cfg.mtls {
         let c = super::runtime()?
             .block_on(apiary_core::issue_node_cert(&cfg, name))
@@ -143,12 +140,7 @@ pub(crate) fn add_node(
             c.key.display(),
             c.sha256
         ));
-        section.push_str(&format!(
-            "client_cert = \"{}\"   # a copy of this file on the node\n\
-             client_key = \"{}\"    # likewise; then delete both here\n",
-            c.cert.display(),
-            c.key.display()
-        ));
+        client = Some((c.cert.display().to_string(), c.key.display().to_string()));
     }
     if let (Some(secret), Some(uri)) = (&e.totp_secret, &e.otpauth_uri) {
         out.push_str(&format!("TOTP secret: {secret}\notpauth URI: {uri}\n"));
@@ -156,14 +148,14 @@ pub(crate) fn add_node(
             out.push_str(&code);
             out.push('\n');
         }
-        section.push_str(&format!("totp_secret = \"{secret}\"\n"));
     }
     if let Some(t) = &e.token {
         out.push_str(&format!(
             "one-time token: {t}\n(the node sends it once; the Core then issues it a TOTP secret)\n"
         ));
-        section.push_str(&format!("token = \"{t}\"\n"));
     }
+    let section =
+        e.node_section(&addr, trust, client.as_ref().map(|(c, k)| (c.as_str(), k.as_str())));
     out.push_str(&format!(
         "\nOn the node, put this in node.toml (keep it private: it holds the node's credential):\n\n\
          {section}\nthen run: apiary node run -c node.toml\n"
