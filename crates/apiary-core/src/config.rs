@@ -117,4 +117,19 @@ impl CoreConfig {
     pub fn offline_after(&self) -> Duration {
         self.heartbeat_interval.saturating_mul(self.missed_heartbeats.max(1))
     }
+
+    /// Where the Core keeps the CA and server certificate it creates (`<data_dir>/tls`).
+    pub fn tls_dir(&self) -> PathBuf {
+        self.data_dir.join("tls")
+    }
+
+    /// How enrolled nodes check this Core's certificate, for their `[node]` section: with no
+    /// `tls_cert` of its own, the Core's CA under [`tls_dir`](Self::tls_dir).
+    pub fn node_trust(&self) -> crate::NodeTrust {
+        match (self.transport, &self.tls_cert) {
+            (NodeTransport::Plain, _) => crate::NodeTrust::Plain,
+            (_, Some(_)) => crate::NodeTrust::OperatorCa,
+            _ => crate::NodeTrust::CaFile(crate::tls::ca_cert_path(&self.tls_dir())),
+        }
+    }
 }

@@ -40,12 +40,12 @@ pub struct Enrollment {
 }
 
 /// How the node checks the Core's certificate, for its `[node]` section.
-#[derive(Debug, Clone, Copy)]
-pub enum NodeTrust<'a> {
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodeTrust {
     /// Plain TCP (`transport = "plain"` on the Core).
     Plain,
     /// The CA the Core created (`ca.pem` under its data directory): the node needs a copy.
-    CaFile(&'a std::path::Path),
+    CaFile(std::path::PathBuf),
     /// The operator's own certificate (`tls_cert`): the node needs the CA that signed it.
     OperatorCa,
 }
@@ -57,7 +57,7 @@ impl Enrollment {
     pub fn node_section(
         &self,
         core_addr: &str,
-        trust: NodeTrust<'_>,
+        trust: NodeTrust,
         client: Option<(&str, &str)>,
     ) -> String {
         let mut s = format!("[node]\nname = \"{}\"\ncore = \"{core_addr}\"\n", self.name);

@@ -124,8 +124,7 @@ impl Core {
                 let (cert, key, files) = match &cfg.tls_cert {
                     Some((c, k)) => (c.clone(), k.clone(), None),
                     None => {
-                        let files =
-                            tls::ensure_certificates(&cfg.data_dir.join("tls"), &cfg.tls_names)?;
+                        let files = tls::ensure_certificates(&cfg.tls_dir(), &cfg.tls_names)?;
                         if files.created {
                             tracing::info!(
                                 ca = %files.ca_cert.display(),
@@ -142,8 +141,7 @@ impl Core {
                     );
                 }
                 let client_ca = if cfg.mtls {
-                    let ca = tls::ensure_certificates(&cfg.data_dir.join("tls"), &cfg.tls_names)?
-                        .ca_cert;
+                    let ca = tls::ensure_certificates(&cfg.tls_dir(), &cfg.tls_names)?.ca_cert;
                     tracing::info!(
                         ca = %ca.display(),
                         "mutual TLS: nodes must present the certificate issued to them by this CA"
@@ -315,7 +313,7 @@ pub(crate) async fn issue_cert(
     let node =
         store.node_by_name(name).await?.ok_or_else(|| CoreError::NoNodeNamed(name.to_owned()))?;
     let cert = tls::issue_node_cert(
-        &cfg.data_dir.join("tls"),
+        &cfg.tls_dir(),
         &cfg.tls_names,
         node.id,
         name,

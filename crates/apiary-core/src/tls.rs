@@ -66,12 +66,17 @@ fn tls_err(what: &str, e: impl std::fmt::Display) -> CoreError {
     CoreError::Tls(format!("{what}: {e}"))
 }
 
+/// The CA certificate [`ensure_certificates`] keeps in `dir` (the file nodes are given).
+pub fn ca_cert_path(dir: &Path) -> PathBuf {
+    dir.join("ca.pem")
+}
+
 /// Creates the CA and server certificate in `dir` unless they exist; returns their paths.
 /// A missing server certificate is re-issued from the existing CA.
 pub fn ensure_certificates(dir: &Path, extra_names: &[String]) -> Result<TlsFiles, CoreError> {
     fs::create_dir_all(dir).map_err(|e| tls_err("creating the TLS directory", e))?;
     let files = TlsFiles {
-        ca_cert: dir.join("ca.pem"),
+        ca_cert: ca_cert_path(dir),
         ca_key: dir.join("ca.key"),
         server_cert: dir.join("server.pem"),
         server_key: dir.join("server.key"),

@@ -286,15 +286,11 @@ fn enrollment_view(
 ) -> EnrollmentView {
     let qr_svg = e.otpauth_uri.as_deref().and_then(qr::svg);
     let cfg = &st.core.cfg;
-    let ca = cfg.data_dir.join("tls").join("ca.pem");
-    let trust = match (cfg.transport, &cfg.tls_cert) {
-        (crate::NodeTransport::Plain, _) => crate::NodeTrust::Plain,
-        (_, Some(_)) => crate::NodeTrust::OperatorCa,
-        _ => crate::NodeTrust::CaFile(&ca),
-    };
-    // The certificate and key come in the answer: the node keeps them under these names.
-    let client = cert.as_ref().map(|_| ("client.pem", "client.key"));
-    let node_config = e.node_section(&format!("CORE-HOST:{}", st.node_port), trust, client);
+    // Under mutual TLS the node keeps the certificate and key `POST /nodes` answered under
+    // these names; a rotated TOTP secret's node.toml names them too.
+    let client = cfg.mtls.then_some(("client.pem", "client.key"));
+    let node_config =
+        e.node_section(&format!("CORE-HOST:{}", st.node_port), cfg.node_trust(), client);
     EnrollmentView {
         enrollment: e,
         qr_svg,

@@ -108,14 +108,12 @@ pub(crate) fn add_node(
     let e = super::runtime()?
         .block_on(apiary_core::enroll_offline(&cfg, name, kind))
         .with_context(|| format!("enrolling node {name:?}"))?;
+    let trust = cfg.node_trust();
     // The node needs the CA now, so create it if the Core has not started yet.
-    let tls = match (cfg.transport, &cfg.tls_cert) {
-        (NodeTransport::Plain, _) | (_, Some(_)) => None,
-        _ => Some(
-            apiary_core::tls::ensure_certificates(&cfg.data_dir.join("tls"), &cfg.tls_names)
-                .context("preparing the Core's certificates")?,
-        ),
-    };
+    if let NodeTrust::CaFile(_) = trust {
+        apiary_core::tls::ensure_certificates(&cfg.tls_dir(), &cfg.tls_names)
+            .context("preparing the Core's certificates")?;
+    }
     let addr = core_addr.map(str::to_owned).unwrap_or_else(|| {
         if s.listen.ip().is_unspecified() {
             format!("CORE-HOST:{}", s.listen.port())
@@ -124,11 +122,6 @@ pub(crate) fn add_node(
         }
     });
     let mut out = format!("enrolled node {} (id {})\n\n", e.name, e.node_id);
-    let trust = match &tls {
-        Some(f) => NodeTrust::CaFile(&f.ca_cert),
-        None if cfg.transport == NodeTransport::Plain => NodeTrust::Plain,
-        None => NodeTrust::OperatorCa,
-    };
     let mut client = None;
     if cfg.mtls {
         let c = super::runtime()?
