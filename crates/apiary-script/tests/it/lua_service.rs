@@ -229,11 +229,7 @@ async fn budget_is_per_session() {
     let mut opts = options();
     opts.limits = small_limits();
     let plugin = ServicePlugin::load(&path, opts).unwrap();
-    for _ in 0..5 {
-        let mut io = TestIo::new(&[]);
-        plugin.run_session(&mut io).await.unwrap();
-        assert_eq!(io.sent, [b"45000150000".to_vec()]);
-    }
+    sessions_each_send(&plugin, 5, b"45000150000").await;
 }
 
 #[tokio::test]
@@ -247,11 +243,7 @@ async fn sessions_do_not_share_globals() {
     let src = "count = (count or 0) + 1 function handle() tx(tostring(count)) end";
     let (_dir, path) = script("svc.lua", src);
     let plugin = ServicePlugin::load(&path, options()).unwrap();
-    for _ in 0..2 {
-        let mut io = TestIo::new(&[]);
-        plugin.run_session(&mut io).await.unwrap();
-        assert_eq!(io.sent, [b"1".to_vec()]);
-    }
+    sessions_each_send(&plugin, 2, b"1").await;
 }
 
 #[tokio::test]
@@ -270,11 +262,7 @@ async fn pooled_states_never_carry_one_session_into_the_next() {
     let mut opts = options();
     opts.lua_pool = 2;
     let plugin = ServicePlugin::load(&path, opts).unwrap();
-    for _ in 0..6 {
-        let mut io = TestIo::new(&[]);
-        plugin.run_session(&mut io).await.unwrap();
-        assert_eq!(io.sent, [b"nil|nil".to_vec()]);
-    }
+    sessions_each_send(&plugin, 6, b"nil|nil").await;
 }
 
 #[tokio::test]
@@ -406,4 +394,13 @@ async fn reload_picks_up_a_changed_file_and_keeps_old_code_on_error() {
 pub(crate) fn bump_mtime(path: &std::path::Path, secs: u64) {
     let f = std::fs::File::options().write(true).open(path).unwrap();
     f.set_modified(std::time::SystemTime::now() + std::time::Duration::from_secs(secs)).unwrap();
+}
+
+/// Runs `n` sessions without input; each must send exactly `want`.
+async fn sessions_each_send(plugin: &ServicePlugin, n: usize, want: &[u8]) {
+    for _ in 0..n {
+        let mut io = TestIo::new(&[]);
+        plugin.run_session(&mut io).await.unwrap();
+        assert_eq!(io.sent, [want.to_vec()]);
+    }
 }
