@@ -9,6 +9,7 @@
 mod config;
 mod fetch;
 mod limits;
+mod mmsg;
 mod privilege;
 pub mod profiles;
 mod runtime;

@@ -1,18 +1,25 @@
 //! The UDP loop: one session per peer (not per datagram, as HoneyPy did), idle expiry, a
 //! bounded peer table, and a reply rate limit so the honeypot can never serve as a reflector.
+//! Datagrams are taken and answered in batches (`mmsg`), so a flood costs two system calls per
+//! batch, not two per datagram.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
+use std::task::Poll;
 use std::time::Duration;
 
-use apiary_event::{Kind, Payload, Transport};
+use apiary_event::{Event, Kind, Payload, SharedEmit, Transport};
+use bytes::Bytes;
+use tokio::io::Interest;
 use tokio::net::UdpSocket;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::limits::RateTable;
+use crate::mmsg::{self, BATCH, RecvBatch};
 use crate::runtime::{PotStats, Service, Shared};
 use crate::services::Handler;
 use crate::session::{SessionCtx, UdpPeer};
@@ -58,6 +65,7 @@ pub(crate) async fn serve(
 ) {
     let Handler::Udp(handler) = service.handler.clone() else { return };
     let Ok(local) = socket.local_addr() else { return };
+    let fd = socket.as_raw_fd();
     let limits = &shared.limits;
     let replies = Arc::new(RateTable::new(
         limits.udp_replies_per_sec,
@@ -66,10 +74,13 @@ pub(crate) async fn serve(
     ));
     let guard = ReplyGuard { table: Arc::clone(&replies), stats: Arc::clone(&shared.stats) };
     let mut peers: HashMap<SocketAddr, UdpPeer> = HashMap::new();
-    let mut buf = vec![0u8; MAX_DATAGRAM];
+    let mut batch = RecvBatch::new(MAX_DATAGRAM);
+    // The answers to one batch and their `session.tx` events, emitted once sent.
+    let mut out: Vec<(SocketAddr, Bytes)> = Vec::with_capacity(BATCH);
+    let mut sent: Vec<Event> = Vec::with_capacity(BATCH);
     let mut sweep = tokio::time::interval(Duration::from_secs(1).min(limits.udp_idle_timeout));
     loop {
-        let (n, from) = tokio::select! {
+        tokio::select! {
             () = cancel.cancelled() => {
                 for (_, peer) in peers.drain() {
                     close(&peer, "shutdown");
@@ -80,80 +91,128 @@ pub(crate) async fn serve(
                 expire(&mut peers, limits.udp_idle_timeout, &shared);
                 continue;
             }
-            r = socket.recv_from(&mut buf) => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    // ICMP port-unreachable from an earlier answer surfaces here on Linux.
-                    tracing::debug!(service = %service.name, error = %e, "udp receive error");
-                    continue;
-                }
+            r = socket.readable() => if let Err(e) = r {
+                tracing::debug!(service = %service.name, error = %e, "udp socket error");
+                continue;
             },
-        };
-        shared.stats.datagrams.fetch_add(1, Relaxed);
-        let data = buf.get(..n).unwrap_or_default();
-        if !peers.contains_key(&from) && peers.len() >= limits.udp_peers.max(1) {
-            expire(&mut peers, limits.udp_idle_timeout, &shared);
-            if peers.len() >= limits.udp_peers.max(1) {
-                evict_oldest(&mut peers, &shared);
-            }
         }
-        let peer = peers.entry(from).or_insert_with(|| {
-            let ctx = SessionCtx {
-                id: apiary_event::new_id(),
-                peer: from,
-                local,
-                transport: Transport::Udp,
-                node: Arc::clone(&shared.node),
-                pot: Arc::clone(&shared.pot),
-                service: Arc::clone(&service.name),
-                protocol: Arc::clone(&service.protocol),
-                emit: Arc::clone(&shared.emit),
-                started: Instant::now(),
-            };
-            ctx.emit(ctx.event(Kind::SESSION_OPEN));
-            shared.stats.open_sessions.fetch_add(1, Relaxed);
-            UdpPeer::new(ctx)
-        });
-        peer.last_seen = Instant::now();
-        peer.bytes_in += n as u64;
-        let keep = limits.max_recorded_bytes.saturating_sub(peer.recorded_in);
-        peer.recorded_in += keep.min(n);
-        let mut e = peer.ctx.event(Kind::SESSION_RX);
-        e.payload = Some(Payload::new(data, keep));
-        peer.ctx.emit(e);
-
-        let answers = match tokio::time::timeout(
-            ANSWER_TIMEOUT,
-            GUARD.scope(guard.clone(), handler.datagram(peer, data)),
-        )
-        .await
-        {
-            Ok(a) => a,
-            Err(_) => {
-                tracing::warn!(service = %service.name, "udp service too slow, no answer sent");
+        let got = match socket.try_io(Interest::READABLE, || batch.recv(fd)) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(e) => {
+                // ICMP port-unreachable from an earlier answer surfaces here on Linux.
+                tracing::debug!(service = %service.name, error = %e, "udp receive error");
                 continue;
             }
         };
-        if answers.is_empty() {
-            continue;
-        }
-        if !replies.allow(from.ip().to_canonical()) {
-            shared.stats.udp_suppressed.fetch_add(1, Relaxed);
-            continue;
-        }
-        for answer in answers {
-            if let Err(e) = socket.send_to(&answer, from).await {
-                tracing::debug!(service = %service.name, error = %e, "udp send failed");
-                break;
+        shared.stats.datagrams.fetch_add(got as u64, Relaxed);
+        let now = Instant::now();
+        for (data, from) in (0..got).filter_map(|i| batch.get(i)) {
+            let n = data.len();
+            if !peers.contains_key(&from) && peers.len() >= limits.udp_peers.max(1) {
+                expire(&mut peers, limits.udp_idle_timeout, &shared);
+                if peers.len() >= limits.udp_peers.max(1) {
+                    evict_oldest(&mut peers, &shared);
+                }
             }
-            peer.bytes_out += answer.len() as u64;
-            let keep = limits.max_recorded_bytes.saturating_sub(peer.recorded_out);
-            peer.recorded_out += keep.min(answer.len());
-            let mut e = peer.ctx.event(Kind::SESSION_TX);
-            e.payload = Some(Payload::new(&answer, keep));
+            let peer = peers.entry(from).or_insert_with(|| {
+                let ctx = SessionCtx {
+                    id: apiary_event::new_id(),
+                    peer: from,
+                    local,
+                    transport: Transport::Udp,
+                    node: Arc::clone(&shared.node),
+                    pot: Arc::clone(&shared.pot),
+                    service: Arc::clone(&service.name),
+                    protocol: Arc::clone(&service.protocol),
+                    emit: Arc::clone(&shared.emit),
+                    started: now,
+                };
+                ctx.emit(ctx.event(Kind::SESSION_OPEN));
+                shared.stats.open_sessions.fetch_add(1, Relaxed);
+                UdpPeer::new(ctx)
+            });
+            peer.last_seen = now;
+            peer.bytes_in += n as u64;
+            let keep = limits.max_recorded_bytes.saturating_sub(peer.recorded_in);
+            peer.recorded_in += keep.min(n);
+            let mut e = peer.ctx.event(Kind::SESSION_RX);
+            e.payload = Some(Payload::new(data, keep));
             peer.ctx.emit(e);
+
+            let Some(answers) =
+                answer_in_time(GUARD.scope(guard.clone(), handler.datagram(peer, data))).await
+            else {
+                tracing::warn!(service = %service.name, "udp service too slow, no answer sent");
+                continue;
+            };
+            if answers.is_empty() {
+                continue;
+            }
+            if !replies.allow(from.ip().to_canonical()) {
+                shared.stats.udp_suppressed.fetch_add(1, Relaxed);
+                continue;
+            }
+            for answer in answers {
+                peer.bytes_out += answer.len() as u64;
+                let keep = limits.max_recorded_bytes.saturating_sub(peer.recorded_out);
+                peer.recorded_out += keep.min(answer.len());
+                let mut e = peer.ctx.event(Kind::SESSION_TX);
+                e.payload = Some(Payload::new(&answer, keep));
+                sent.push(e);
+                out.push((from, answer));
+            }
+        }
+        flush(&socket, &mut out, &mut sent, &mut peers, &shared.emit, &service.name).await;
+    }
+}
+
+/// Runs a handler's answer, arming the answer timeout only when it does not finish at once:
+/// most services answer without waiting, and a timer per datagram would cost more than the
+/// answer.
+async fn answer_in_time(fut: impl Future<Output = Vec<Bytes>>) -> Option<Vec<Bytes>> {
+    let mut fut = std::pin::pin!(fut);
+    if let Poll::Ready(a) = std::future::poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx))).await {
+        return Some(a);
+    }
+    tokio::time::timeout(ANSWER_TIMEOUT, fut).await.ok()
+}
+
+/// Sends a batch's answers and emits the `session.tx` event of each one that went; one that
+/// the kernel refuses is skipped, and its bytes taken off its session's count.
+async fn flush(
+    socket: &UdpSocket,
+    out: &mut Vec<(SocketAddr, Bytes)>,
+    sent: &mut Vec<Event>,
+    peers: &mut HashMap<SocketAddr, UdpPeer>,
+    emit: &SharedEmit,
+    service: &str,
+) {
+    let fd = socket.as_raw_fd();
+    let mut events = sent.drain(..);
+    let mut at = 0;
+    while let Some(rest) = out.get(at..).filter(|r| !r.is_empty()) {
+        match socket.async_io(Interest::WRITABLE, || mmsg::send(fd, rest)).await {
+            Ok(n) => {
+                for e in events.by_ref().take(n) {
+                    emit.emit(e);
+                }
+                at += n;
+            }
+            Err(e) => {
+                tracing::debug!(service, error = %e, "udp send failed");
+                let _ = events.next();
+                if let Some((to, data)) = rest.first()
+                    && let Some(peer) = peers.get_mut(to)
+                {
+                    peer.bytes_out = peer.bytes_out.saturating_sub(data.len() as u64);
+                }
+                at += 1;
+            }
         }
     }
+    drop(events);
+    out.clear();
 }
 
 fn close(peer: &UdpPeer, reason: &str) {
