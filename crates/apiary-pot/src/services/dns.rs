@@ -113,21 +113,28 @@ pub fn check_query(msg: &[u8]) -> Result<usize, DnsError> {
 pub fn parse_query(msg: &[u8]) -> Result<Query, DnsError> {
     let end = check_query(msg)?;
     let question = msg.get(12..end).ok_or(DnsError::Truncated)?;
-    let mut labels = Vec::new();
+    // The labels, lower-cased and joined with dots, built in place (no string per label).
+    let mut name = String::with_capacity(question.len());
     let mut pos = 0usize;
     while let Some(&len) = question.get(pos) {
         if len == 0 {
             break;
         }
         let label = question.get(pos + 1..pos + 1 + usize::from(len)).ok_or(DnsError::Truncated)?;
-        labels.push(String::from_utf8_lossy(label).to_ascii_lowercase());
+        if pos > 0 {
+            name.push('.');
+        }
+        match std::str::from_utf8(label) {
+            Ok(text) => name.extend(text.chars().map(|c| c.to_ascii_lowercase())),
+            Err(_) => name.push_str(&String::from_utf8_lossy(label).to_ascii_lowercase()),
+        }
         pos += 1 + usize::from(len);
     }
     let tail = end - 4;
     Ok(Query {
         id: u16_at(msg, 0).ok_or(DnsError::Truncated)?,
         flags: u16_at(msg, 2).ok_or(DnsError::Truncated)?,
-        name: labels.join("."),
+        name,
         question: question.to_vec(),
         qtype: u16_at(msg, tail).ok_or(DnsError::Truncated)?,
         qclass: u16_at(msg, tail + 2).ok_or(DnsError::Truncated)?,
@@ -200,10 +207,11 @@ pub fn answer(q: &Query, salt: u64) -> Bytes {
     out.put_u16(q.id);
     let mut answers = BytesMut::new();
     let mut count = 0u16;
-    let compact: String = q.name.chars().filter(|c| *c != '.').collect();
+    // `version.bind` however its dots are placed, as HoneyPy matched it.
+    let version_bind = q.name.bytes().filter(|b| *b != b'.').eq(b"versionbind".iter().copied());
     if opcode != 0 {
         flags = (flags & !0x0400) | 4; // NOTIMP
-    } else if compact == "versionbind" {
+    } else if version_bind {
         record(&mut answers, rtype::TXT, q.qclass, &text_rdata(&["8.2.2-P5"]));
         count = 1;
     } else {
@@ -356,6 +364,17 @@ mod tests {
         assert_eq!(a, answer(&q, 1));
         let ip = Ipv4Addr::new(a[a.len() - 4], a[a.len() - 3], a[a.len() - 2], a[a.len() - 1]);
         assert!(!ip.is_private() && !ip.is_loopback() && !ip.is_unspecified(), "{ip}");
+    }
+
+    #[test]
+    fn names_are_lower_cased_dotted_and_lossy_for_non_utf8_labels() {
+        let mut msg = query("WWW.x", 1);
+        msg[13] = 0xff; // the first label's first byte
+        let q = parse_query(&msg).unwrap();
+        assert_eq!(q.name, "\u{fffd}ww.x");
+        assert_eq!(parse_query(&query("A.b.C", 1)).unwrap().name, "a.b.c");
+        let version = parse_query(&query("VERSION.BIND", 16)).unwrap();
+        assert!(answer(&version, 0).windows(8).any(|w| w == b"8.2.2-P5"));
     }
 
     #[test]
