@@ -6,9 +6,10 @@
 
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
-use apiary_event::encode::pg_copy::column as copy_col;
+use apiary_event::encode::pg_copy::binary;
 use apiary_event::{Event, Timestamp};
 use apiary_proto::NodeCommandType;
 use async_trait::async_trait;
@@ -217,7 +218,9 @@ impl PgStore {
             pool.close().await;
             opts = opts.options([("search_path", schema)]);
         }
-        let pool = PgPoolOptions::new().max_connections(8).connect_with(opts).await?;
+        // Up to four batches in flight, each over up to `PG_PARTS` connections, and room left
+        // for the API's and the node server's other queries.
+        let pool = PgPoolOptions::new().max_connections(12).connect_with(opts).await?;
         for stmt in SCHEMA {
             sqlx::query(sqlx::AssertSqlSafe(stmt.replace("{ID}", PG_ID))).execute(&pool).await?;
         }
@@ -822,6 +825,11 @@ impl EventRow {
     }
 }
 
+/// A UUID in its stored text form (hyphenated, lower case), without `Display`'s formatter.
+fn uuid_text(u: uuid::Uuid) -> Arc<str> {
+    Arc::from(&*u.hyphenated().encode_lower(&mut uuid::Uuid::encode_buffer()))
+}
+
 impl SqliteStore {
     async fn insert_event_rows(&self, events: &[StoredEvent]) -> Result<u64, StoreError> {
         let mut inserted = 0;
@@ -831,20 +839,33 @@ impl SqliteStore {
                 "INSERT INTO events (id, time, kind, node_id, node, pot, src_ip, src_port, \
                  username, password, body, service, session) ",
             );
-            qb.push_values(chunk.iter().map(EventRow::new), |mut b, r| {
-                b.push_bind(r.id)
-                    .push_bind(r.time)
-                    .push_bind(r.kind)
-                    .push_bind(r.node_id)
-                    .push_bind(r.node)
-                    .push_bind(r.pot)
-                    .push_bind(r.src_ip)
-                    .push_bind(r.src_port)
-                    .push_bind(r.username)
-                    .push_bind(r.password)
-                    .push_bind(r.body)
-                    .push_bind(r.service)
-                    .push_bind(r.session);
+            // Text goes in as `Arc<str>`, which sqlx's SQLite driver binds as is: the event's
+            // own `Arc`s cost no copy, a new one one allocation (a `String` costs two, the
+            // string and the `Arc` sqlx wraps it in). The kind repeats within a batch.
+            let mut kind: Option<Arc<str>> = None;
+            qb.push_values(chunk, |mut b, se| {
+                let e = &se.event;
+                let auth = e.auth.as_deref();
+                let k = match &kind {
+                    Some(k) if **k == *e.kind.as_str() => k.clone(),
+                    _ => kind.insert(Arc::from(e.kind.as_str())).clone(),
+                };
+                let mut body = Vec::with_capacity(512);
+                apiary_event::encode::json::write(e, &mut body);
+                b.push_bind(uuid_text(e.id))
+                    .push_bind(e.time.as_micros())
+                    .push_bind(k)
+                    .push_bind(se.node_id)
+                    .push_bind(e.node.clone())
+                    .push_bind(e.pot.clone())
+                    .push_bind(e.src_ip.map(|ip| Arc::<str>::from(ip.to_string())))
+                    .push_bind(e.src_port.map(i64::from))
+                    .push_bind(auth.and_then(|a| a.username.as_deref()).map(Arc::<str>::from))
+                    .push_bind(auth.and_then(|a| a.password.as_deref()).map(Arc::<str>::from))
+                    // json::write writes UTF-8; the fallback cannot happen.
+                    .push_bind(String::from_utf8(body).unwrap_or_default())
+                    .push_bind(e.service.clone())
+                    .push_bind(e.session.map(uuid_text));
             });
             qb.push(" ON CONFLICT (id) DO NOTHING");
             inserted += qb.build().execute(&mut *tx).await?.rows_affected();
@@ -854,42 +875,65 @@ impl SqliteStore {
     }
 }
 
-/// A batch of events in COPY text format, columns in `COPY_EVENTS` order.
+/// Columns of a `COPY_EVENTS` row.
+const COPY_COLUMNS: i16 = 13;
+
+/// A batch of events in COPY binary format, columns in `COPY_EVENTS` order: numbers go as
+/// their 8 bytes, text and the event's JSON are written once straight into the buffer (no
+/// escaping pass, no per-row strings), and the server parses no text for the integer columns.
 fn copy_rows(events: &[StoredEvent]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(events.len() * 640);
-    let mut num = String::new();
-    for r in events.iter().map(EventRow::new) {
-        copy_col(&mut out, Some(&r.id), false);
-        num.clear();
-        num.push_str(&r.time.to_string());
-        copy_col(&mut out, Some(&num), false);
-        copy_col(&mut out, Some(&r.kind), false);
-        copy_col(&mut out, r.node_id.map(|n| n.to_string()).as_deref(), false);
-        copy_col(&mut out, Some(&r.node), false);
-        copy_col(&mut out, r.pot.as_deref(), false);
-        copy_col(&mut out, r.src_ip.as_deref(), false);
-        copy_col(&mut out, r.src_port.map(|n| n.to_string()).as_deref(), false);
-        copy_col(&mut out, r.username.as_deref(), false);
-        copy_col(&mut out, r.password.as_deref(), false);
-        copy_col(&mut out, Some(&r.body), false);
-        copy_col(&mut out, r.service.as_deref(), false);
-        copy_col(&mut out, r.session.as_deref(), true);
+    let mut out = Vec::with_capacity(events.len() * 720 + 32);
+    binary::header(&mut out);
+    for se in events {
+        let e = &se.event;
+        let auth = e.auth.as_deref();
+        binary::row(&mut out, COPY_COLUMNS);
+        binary::uuid_text(&mut out, Some(e.id));
+        binary::int8(&mut out, Some(e.time.as_micros()));
+        binary::text(&mut out, Some(e.kind.as_str()));
+        binary::int8(&mut out, se.node_id);
+        binary::text(&mut out, Some(&e.node));
+        binary::text(&mut out, e.pot.as_deref());
+        binary::ip_text(&mut out, e.src_ip);
+        binary::int8(&mut out, e.src_port.map(i64::from));
+        binary::text(&mut out, auth.and_then(|a| a.username.as_deref()));
+        binary::text(&mut out, auth.and_then(|a| a.password.as_deref()));
+        binary::field_with(&mut out, |o| apiary_event::encode::json::write(e, o));
+        binary::text(&mut out, e.service.as_deref());
+        binary::uuid_text(&mut out, e.session);
     }
+    binary::trailer(&mut out);
     out
 }
 
 const COPY_EVENTS: &str = "COPY events (id, time, kind, node_id, node, pot, src_ip, src_port, \
-     username, password, body, service, session) FROM STDIN";
+     username, password, body, service, session) FROM STDIN (FORMAT binary)";
+
+/// A batch is split over this many connections, each part its own `COPY`, when each part
+/// still has at least [`PG_MIN_PART`] events: the server parses and indexes the parts on
+/// separate backends (cores) while the Core encodes the next.
+const PG_PARTS: usize = 2;
+/// Below this many events a part's extra round trip and commit cost more than it saves.
+const PG_MIN_PART: usize = 500;
 
 impl PgStore {
-    /// Fast path: one `COPY` of the batch, atomic on its own. When the batch holds an event
-    /// already stored (a node resending after a lost ack, or a Core restart), the COPY fails as
-    /// a whole on the primary key and the batch goes in again through the deduplicating
-    /// `INSERT ... ON CONFLICT DO NOTHING`, so every event is still stored exactly once.
+    /// Fast path: the batch in up to [`PG_PARTS`] parallel binary `COPY`s, each atomic on its
+    /// own. When a part holds an event already stored (a node resending after a lost ack, or
+    /// a Core restart), its COPY fails as a whole on the primary key and that part goes in
+    /// again through the deduplicating `INSERT ... ON CONFLICT DO NOTHING`, so every event is
+    /// still stored exactly once.
     async fn insert_event_rows(&self, events: &[StoredEvent]) -> Result<u64, StoreError> {
         if events.is_empty() {
             return Ok(0);
         }
+        let parts = PG_PARTS.min(events.len().div_ceil(PG_MIN_PART)).max(1);
+        let per = events.len().div_ceil(parts);
+        let results =
+            futures_util::future::join_all(events.chunks(per).map(|p| self.copy_part(p))).await;
+        results.into_iter().sum()
+    }
+
+    async fn copy_part(&self, events: &[StoredEvent]) -> Result<u64, StoreError> {
         let data = copy_rows(events);
         let mut conn = self.pool.acquire().await?;
         let copied = async {

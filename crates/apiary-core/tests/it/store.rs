@@ -162,6 +162,33 @@ async fn durable_command_queue_on_every_backend() {
     }
 }
 
+/// A batch large enough to go in as several parts (PostgreSQL: parallel `COPY`s; SQLite: several
+/// statements in one transaction) where only some parts repeat stored events: the parts that
+/// collide fall back to the deduplicating insert, the others go straight in, and every event
+/// is stored once (the repeat of the first event sits in the last part, so the two parts race
+/// for it on PostgreSQL).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_batches_with_repeats_in_some_parts_store_each_event_once() {
+    let dir = tempfile::tempdir().unwrap();
+    for store in backends(dir.path()).await {
+        let b = store.backend();
+        let batch: Vec<StoredEvent> = (0..3000)
+            .map(|i| StoredEvent {
+                node_id: Some(1),
+                event: event(1_700_000_000 + i, Kind::POT_EVENT, "10.0.0.3", Some("root")),
+            })
+            .collect();
+        // The last 200 first: the next batch's second half collides, its first half does not.
+        assert_eq!(store.insert_events(&batch[2800..]).await.unwrap(), 200, "{b}");
+        let mut next = batch.clone();
+        next.push(batch[0].clone());
+        assert_eq!(store.insert_events(&next).await.unwrap(), 2800, "{b}");
+        assert_eq!(store.insert_events(&next).await.unwrap(), 0, "{b}");
+        let q = EventQuery { src_ip: Some("10.0.0.3".parse().unwrap()), ..Default::default() };
+        assert_eq!(store.count_events(&q).await.unwrap(), 3000, "{b}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_dedup_filter_page_and_rank_on_every_backend() {
     let dir = tempfile::tempdir().unwrap();

@@ -1,9 +1,9 @@
 //! The PostgreSQL writer: binary `COPY` over one or more connections.
 
-use std::net::IpAddr;
 use std::sync::Arc;
 
 use apiary_event::Event;
+use apiary_event::encode::pg_copy::binary;
 use futures_util::future::join_all;
 use sqlx::{AssertSqlSafe, Connection as _, PgConnection};
 
@@ -48,80 +48,29 @@ fn db_err(e: sqlx::Error) -> SinkError {
     }
 }
 
-/// PostgreSQL's epoch (2000-01-01T00:00:00Z) in Unix microseconds.
-const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
-/// `PGSQL_AF_INET` and `PGSQL_AF_INET6` of the `inet` binary format.
-const PG_AF_INET: u8 = 2;
-const PG_AF_INET6: u8 = 3;
 /// Columns per row, in table order.
 const COLUMNS: i16 = 11;
 
-/// Appends the `COPY ... (FORMAT binary)` header: signature, flags, header extension length.
-fn header(out: &mut Vec<u8>) {
-    out.extend_from_slice(b"PGCOPY\n\xff\r\n\0");
-    out.extend_from_slice(&0i32.to_be_bytes());
-    out.extend_from_slice(&0i32.to_be_bytes());
-}
-
-fn field(out: &mut Vec<u8>, bytes: &[u8]) {
-    // Fields here are at most a sink batch's single event document; lengths fit in i32 because
-    // a document past 1 GiB is rejected by the server anyway.
-    out.extend_from_slice(&i32::try_from(bytes.len()).unwrap_or(i32::MAX).to_be_bytes());
-    out.extend_from_slice(bytes);
-}
-
-fn null(out: &mut Vec<u8>) {
-    out.extend_from_slice(&(-1i32).to_be_bytes());
-}
-
-fn text(out: &mut Vec<u8>, v: Option<&str>) {
-    match v {
-        Some(s) => field(out, s.as_bytes()),
-        None => null(out),
-    }
-}
-
-fn int4(out: &mut Vec<u8>, v: Option<u16>) {
-    match v {
-        Some(n) => field(out, &i32::from(n).to_be_bytes()),
-        None => null(out),
-    }
-}
-
-fn uuid(out: &mut Vec<u8>, v: Option<uuid::Uuid>) {
-    match v {
-        Some(u) => field(out, u.as_bytes()),
-        None => null(out),
-    }
-}
-
-fn inet(out: &mut Vec<u8>, v: Option<IpAddr>) {
-    match v {
-        Some(IpAddr::V4(a)) => field(out, &[&[PG_AF_INET, 32, 0, 4][..], &a.octets()].concat()),
-        Some(IpAddr::V6(a)) => field(out, &[&[PG_AF_INET6, 128, 0, 16][..], &a.octets()].concat()),
-        None => null(out),
-    }
-}
-
 /// Appends one event as a binary `COPY` row in the table's column order.
 fn row(out: &mut Vec<u8>, e: &Event, doc: &[u8], jsonb: bool) {
-    out.extend_from_slice(&COLUMNS.to_be_bytes());
-    uuid(out, Some(e.id));
-    field(out, &(e.time.as_micros().saturating_sub(PG_EPOCH_MICROS)).to_be_bytes());
-    text(out, Some(e.kind.as_str()));
-    text(out, Some(&e.node));
-    text(out, e.service.as_deref());
-    inet(out, e.src_ip);
-    int4(out, e.src_port);
-    inet(out, e.dst_ip);
-    int4(out, e.dst_port);
-    uuid(out, e.session);
+    binary::row(out, COLUMNS);
+    binary::uuid(out, Some(e.id));
+    binary::int8(out, Some(e.time.as_micros().saturating_sub(binary::PG_EPOCH_MICROS)));
+    binary::text(out, Some(e.kind.as_str()));
+    binary::text(out, Some(&e.node));
+    binary::text(out, e.service.as_deref());
+    binary::inet(out, e.src_ip);
+    binary::int4(out, e.src_port.map(i32::from));
+    binary::inet(out, e.dst_ip);
+    binary::int4(out, e.dst_port.map(i32::from));
+    binary::uuid(out, e.session);
     if jsonb {
-        out.extend_from_slice(&i32::try_from(doc.len() + 1).unwrap_or(i32::MAX).to_be_bytes());
-        out.push(1);
-        out.extend_from_slice(doc);
+        binary::field_with(out, |o| {
+            o.push(1);
+            o.extend_from_slice(doc);
+        });
     } else {
-        field(out, doc);
+        binary::field(out, doc);
     }
 }
 
@@ -185,13 +134,13 @@ impl PostgresSink {
         jsonb: bool,
     ) {
         buf.clear();
-        header(buf);
+        binary::header(buf);
         for e in batch {
             doc.clear();
             encoder.write(e, doc);
             row(buf, e, doc, jsonb);
         }
-        buf.extend_from_slice(&(-1i16).to_be_bytes());
+        binary::trailer(buf);
     }
 
     /// Fast path: `COPY` straight into the table (atomic on its own). If the batch collides
@@ -291,10 +240,10 @@ mod tests {
         let mut e = Event::at(
             apiary_event::Kind::SESSION_RX,
             Arc::from("n"),
-            apiary_event::Timestamp::from_micros(PG_EPOCH_MICROS + 5),
+            apiary_event::Timestamp::from_micros(binary::PG_EPOCH_MICROS + 5),
             uuid::Uuid::from_u128(1),
         );
-        e.src_ip = Some("10.0.0.1".parse().unwrap_or(IpAddr::from([0, 0, 0, 0])));
+        e.src_ip = Some("10.0.0.1".parse().unwrap_or(std::net::IpAddr::from([0, 0, 0, 0])));
         e.src_port = Some(7);
         let mut out = Vec::new();
         row(&mut out, &e, b"{}", true);
