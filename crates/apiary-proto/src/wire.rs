@@ -907,20 +907,33 @@ pub fn encode_apiary_event(event: &apiary_event::Event, out: &mut Vec<u8>) {
     }
 }
 
-/// The event of a line written exactly as [`encode_apiary_event`] writes it, if it is one.
-/// Anything else (other spacing, extra keys) returns `None` and takes the general path.
-fn fast_apiary_event(bytes: &[u8]) -> Option<apiary_event::Event> {
-    let inner = bytes.strip_prefix(APIARY_EVENT_PREFIX)?.trim_ascii_end().strip_suffix(b"}}")?;
+/// How a compact version-2 `PotEvent` line starts (HoneyBee nodes and Cowrie forwarders write
+/// them so); [`decode_node_message`] parses its body straight from the bytes too.
+const POT_EVENT_PREFIX: &[u8] = b"{\"version\":2,\"message\":{\"PotEvent\":";
+
+/// The body of a line that is exactly `prefix`, one JSON value and `}}`, parsed as `T`.
+/// Anything else (other spacing, key order or extra keys, or a body `T` refuses) returns
+/// `None` and takes the general path, which gives the same result or the precise error; this
+/// one skips building the envelope's `Value` tree and converting it again.
+fn fast_body<T: DeserializeOwned>(bytes: &[u8], prefix: &[u8]) -> Option<T> {
+    let inner = bytes.strip_prefix(prefix)?.trim_ascii_end().strip_suffix(b"}}")?;
     // `from_slice` insists on exactly one value, so prefix + value + `}}` is the whole envelope.
     serde_json::from_slice(inner).ok()
 }
 
 /// Decodes one framed message from a node.
 pub fn decode_node_message(bytes: &[u8]) -> Result<Inbound<NodeMessage>, DecodeError> {
-    if let Some(e) = fast_apiary_event(bytes) {
+    if let Some(e) = fast_body(bytes, APIARY_EVENT_PREFIX) {
         return Ok(Inbound {
             version: Some(PROTOCOL_VERSION),
             message: NodeMessage::ApiaryEvent(Box::new(e)),
+            style_hint: None,
+        });
+    }
+    if let Some(p) = fast_body(bytes, POT_EVENT_PREFIX) {
+        return Ok(Inbound {
+            version: Some(PROTOCOL_VERSION),
+            message: NodeMessage::PotEvent(p),
             style_hint: None,
         });
     }

@@ -171,6 +171,24 @@ fn pot_status_update_reference_example_and_carrier() {
     assert!(p.is_event_carrier());
 }
 
+/// A compact `PotEvent` line is parsed straight from its bytes; the same line spaced out takes
+/// the general path through a `Value` tree. Both must give the same message, and a line the
+/// direct parse refuses (a repeated key) still decodes as the general path reads it.
+#[test]
+fn pot_event_fast_path_matches_general_path() {
+    let compact = r#"{"version":2,"message":{"PotEvent":{"node_id":7,"pot_id":"cowrie-01","pot_type":"cowrie","event_type":"cowrie.login.failed","timestamp":"2026-01-15T10:30:00Z","data":{"username":"root","password":"pw1","src_ip":"198.51.0.1","src_port":1025,"dst_port":22,"session":"s7x1"}}}}"#;
+    let spaced = compact.replace("\"message\":{", "\"message\": {");
+    let fast = decode_node_message(compact.as_bytes()).unwrap();
+    let general = decode_node_message(spaced.as_bytes()).unwrap();
+    assert_eq!(fast.message, general.message);
+    assert_eq!(fast.version, general.version);
+    let NodeMessage::PotEvent(p) = &fast.message else { panic!() };
+    assert_eq!(p.field("src_ip").unwrap(), "198.51.0.1");
+    let repeated = r#"{"version":2,"message":{"PotEvent":{"pot_id":"a","pot_id":"b"}}}"#;
+    let NodeMessage::PotEvent(p) = node(repeated) else { panic!() };
+    assert_eq!(p.pot_id, "b");
+}
+
 #[test]
 fn pot_event_both_shapes_and_times() {
     let docs = node(
