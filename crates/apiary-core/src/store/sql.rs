@@ -926,7 +926,7 @@ impl PgStore {
         if events.is_empty() {
             return Ok(0);
         }
-        let parts = PG_PARTS.min(events.len().div_ceil(PG_MIN_PART)).max(1);
+        let parts = (events.len() / PG_MIN_PART).clamp(1, PG_PARTS);
         let per = events.len().div_ceil(parts);
         let results =
             futures_util::future::join_all(events.chunks(per).map(|p| self.copy_part(p))).await;
