@@ -771,7 +771,7 @@ async fn run_session(
                 .await;
             }
             NodeMessage::PotEvent(p) => {
-                shared.emit(node.id, convert::pot_event(&p, &name, now)).await;
+                shared.emit(node.id, convert::pot_event_owned(p, &name, now)).await;
             }
             NodeMessage::ApiaryEvent(mut e) => {
                 // The connection's identity wins over what the event claims.

@@ -9,7 +9,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use apiary_event::{Auth, AuthMethod, Command, Download, Event, Kind, PotInfo, Timestamp};
-use serde_json::Value;
+use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use crate::wire::{NodeEvent, NodeStatusUpdate, PotEvent, PotStatusUpdate};
@@ -55,6 +55,28 @@ fn non_empty(s: &str) -> Option<Arc<str>> {
 
 /// A `pot.event` from a `PotEvent`. `received` is used when the event carries no usable time.
 pub fn pot_event(ev: &PotEvent, node: &Arc<str>, received: Timestamp) -> Event {
+    let raw = ev.data.clone().or_else(|| ev.metadata.clone());
+    pot_event_with(ev, raw, node, received)
+}
+
+/// [`pot_event`] for a `PotEvent` the caller no longer needs (the Core's node server): its
+/// `data` (or `metadata`) map moves into the event instead of being copied.
+pub fn pot_event_owned(mut ev: PotEvent, node: &Arc<str>, received: Timestamp) -> Event {
+    // The conversion looks fields up in `data` and `metadata`, so the map moves out after.
+    let mut e = pot_event_with(&ev, None, node, received);
+    let raw = ev.data.take().or_else(|| ev.metadata.take());
+    if let Some(info) = e.pot_info.as_mut() {
+        info.raw = raw.map(Value::Object);
+    }
+    e
+}
+
+fn pot_event_with(
+    ev: &PotEvent,
+    raw: Option<Map<String, Value>>,
+    node: &Arc<str>,
+    received: Timestamp,
+) -> Event {
     let time = ev.timestamp.map_or(received, |t| t.timestamp());
     let id = ev
         .field("event_id")
@@ -92,7 +114,7 @@ pub fn pot_event(ev: &PotEvent, node: &Arc<str>, received: Timestamp) -> Event {
     if let Some(url) = text(ev.field("url")) {
         e.download = Some(Box::new(Download { url, sha256: text(ev.field("shasum")), size: None }));
     }
-    let raw = ev.data.clone().or_else(|| ev.metadata.clone()).map(Value::Object);
+    let raw = raw.map(Value::Object);
     e.pot_info = Some(Box::new(PotInfo {
         pot_type: ev.pot_type.as_deref().map(clip).or_else(|| text(ev.field("pot_type"))),
         event_type: name,
@@ -186,6 +208,23 @@ mod tests {
         assert_eq!(e.download.unwrap().url, "http://x/y");
         assert_eq!(e.message.as_deref(), Some("CMD: wget http://x/y"));
         assert!(e.auth.is_none());
+    }
+
+    /// The owned conversion (the Core's) gives the same event as the borrowed one, for both
+    /// shapes (`data`, `metadata`), the id aside (neither line carries one).
+    #[test]
+    fn owned_conversion_matches_borrowed() {
+        for line in [
+            r#"{"version":2,"message":{"PotEvent":{"pot_id":"c","event_type":"cowrie.login.failed","data":{"username":"u","password":"p","src_ip":"10.0.0.1","input":"ls"}}}}"#,
+            r#"{"version":2,"message":{"PotEvent":{"pot_id":"c","event":"x","metadata":{"src_ip":"10.0.0.2","src_port":"1","url":"http://x/"}}}}"#,
+        ] {
+            let p = pot(line);
+            let a = pot_event(&p, &node(), Timestamp::EPOCH);
+            let mut b = pot_event_owned(p, &node(), Timestamp::EPOCH);
+            b.id = a.id;
+            assert_eq!(a, b, "{line}");
+            assert!(a.pot_info.as_ref().unwrap().raw.is_some());
+        }
     }
 
     #[test]
