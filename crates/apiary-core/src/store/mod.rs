@@ -25,6 +25,12 @@ pub enum StoreError {
     /// The database said no.
     #[error("database: {0}")]
     Db(#[from] sqlx::Error),
+    /// The SQLite event writer's connection said no.
+    #[error("database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The SQLite event writer's thread ended (the runtime is shutting down).
+    #[error("database writer stopped")]
+    WriterGone,
     /// A unique name or id is taken.
     #[error("{0} already exists")]
     Conflict(String),
