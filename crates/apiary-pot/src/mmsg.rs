@@ -16,7 +16,8 @@ pub(crate) const BATCH: usize = 32;
 pub(crate) struct RecvBatch {
     bufs: Vec<u8>,
     slot: usize,
-    got: Vec<(usize, SocketAddr)>,
+    /// (slot, length, sender) of each datagram of the last call.
+    got: Vec<(usize, usize, SocketAddr)>,
 }
 
 impl RecvBatch {
@@ -62,11 +63,11 @@ impl RecvBatch {
             )
         };
         let n = usize::try_from(n).map_err(|_| io::Error::last_os_error())?;
-        for (hdr, name) in hdrs.iter().zip(names.iter()).take(n) {
+        for (slot, (hdr, name)) in hdrs.iter().zip(names.iter()).take(n).enumerate() {
             // A datagram from an address family we cannot name is dropped, as recv_from would
             // have failed on it.
             if let Some(from) = socket_addr(name) {
-                self.got.push(((hdr.msg_len as usize).min(self.slot), from));
+                self.got.push((slot, (hdr.msg_len as usize).min(self.slot), from));
             }
         }
         Ok(self.got.len())
@@ -74,8 +75,8 @@ impl RecvBatch {
 
     /// The `i`th datagram of the last [`RecvBatch::recv`] and its sender.
     pub(crate) fn get(&self, i: usize) -> Option<(&[u8], SocketAddr)> {
-        let &(len, from) = self.got.get(i)?;
-        let start = i.checked_mul(self.slot)?;
+        let &(slot, len, from) = self.got.get(i)?;
+        let start = slot.checked_mul(self.slot)?;
         Some((self.bufs.get(start..start + len)?, from))
     }
 }
