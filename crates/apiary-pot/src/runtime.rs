@@ -12,7 +12,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::limits::Admission;
 use crate::services::{self, Handler};
-use crate::session::SessionLimits;
+use crate::session::{SessionCtx, SessionLimits};
 use crate::{Limits, PotConfig, PotError, ServiceConfig};
 
 /// Counters of one pot, for reports and tests.
@@ -61,6 +61,31 @@ pub(crate) struct Shared {
     pub(crate) session_limits: SessionLimits,
     pub(crate) admission: Admission,
     pub(crate) stats: Arc<PotStats>,
+}
+
+impl Shared {
+    /// A new session of `service` with `peer` (the TCP and UDP loops' one way to start one).
+    pub(crate) fn session(
+        &self,
+        service: &Service,
+        transport: Transport,
+        peer: SocketAddr,
+        local: SocketAddr,
+        started: tokio::time::Instant,
+    ) -> SessionCtx {
+        SessionCtx {
+            id: apiary_event::new_id(),
+            peer,
+            local,
+            transport,
+            node: Arc::clone(&self.node),
+            pot: Arc::clone(&self.pot),
+            service: Arc::clone(&service.name),
+            protocol: Arc::clone(&service.protocol),
+            emit: Arc::clone(&self.emit),
+            started,
+        }
+    }
 }
 
 pub(crate) struct Service {

@@ -42,18 +42,8 @@ pub(crate) async fn serve(
             }
         };
         let local = stream.local_addr().ok().or(local).unwrap_or(peer);
-        let ctx = SessionCtx {
-            id: apiary_event::new_id(),
-            peer,
-            local,
-            transport: Transport::Tcp,
-            node: Arc::clone(&shared.node),
-            pot: Arc::clone(&shared.pot),
-            service: Arc::clone(&service.name),
-            protocol: Arc::clone(&service.protocol),
-            emit: Arc::clone(&shared.emit),
-            started: tokio::time::Instant::now(),
-        };
+        let ctx =
+            shared.session(&service, Transport::Tcp, peer, local, tokio::time::Instant::now());
         let permit = match shared.admission.admit(peer.ip().to_canonical()) {
             Ok(p) => p,
             Err(reason) => {

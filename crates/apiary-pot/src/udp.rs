@@ -22,7 +22,7 @@ use crate::limits::RateTable;
 use crate::mmsg::{self, BATCH, RecvBatch};
 use crate::runtime::{PotStats, Service, Shared};
 use crate::services::Handler;
-use crate::session::{SessionCtx, UdpPeer};
+use crate::session::UdpPeer;
 
 /// Largest datagram read; anything longer is truncated by the kernel and recorded as such.
 const MAX_DATAGRAM: usize = 65_536;
@@ -116,18 +116,7 @@ pub(crate) async fn serve(
                 }
             }
             let peer = peers.entry(from).or_insert_with(|| {
-                let ctx = SessionCtx {
-                    id: apiary_event::new_id(),
-                    peer: from,
-                    local,
-                    transport: Transport::Udp,
-                    node: Arc::clone(&shared.node),
-                    pot: Arc::clone(&shared.pot),
-                    service: Arc::clone(&service.name),
-                    protocol: Arc::clone(&service.protocol),
-                    emit: Arc::clone(&shared.emit),
-                    started: now,
-                };
+                let ctx = shared.session(&service, Transport::Udp, from, local, now);
                 ctx.emit(ctx.event(Kind::SESSION_OPEN));
                 shared.stats.open_sessions.fetch_add(1, Relaxed);
                 UdpPeer::new(ctx)
