@@ -6,7 +6,7 @@
 //! maintains per event is maintained here.
 //!
 //! `cargo bench -p apiary-core --bench ingest` (env: `BACKEND=sqlite|postgres`, `NODES`,
-//! `EVENTS_PER_NODE`, `PLAIN=1`; `ANCHOR_ONLY=1` runs the store part alone, e.g. under
+//! `EVENTS_PER_NODE`, `BATCH` (the Core's `ingest_batch`), `PLAIN=1`; `ANCHOR_ONLY=1` runs the store part alone, e.g. under
 //! callgrind).
 #![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used)]
 
@@ -51,6 +51,8 @@ async fn run() {
         transport: if plain { NodeTransport::Plain } else { NodeTransport::Tls },
         ..CoreConfig::default()
     };
+    let backend_name = if backend == "postgres" { "postgres" } else { "sqlite" };
+    cfg.ingest_batch = Some(env_num("BATCH", cfg.batch_for(backend_name)));
     if backend == "postgres" {
         cfg.database_url = Some("postgres://postgres@127.0.0.1:5432/test".into());
         cfg.database_schema = Some(schema.clone());
@@ -80,7 +82,7 @@ async fn run() {
         }
     }
     let t = Instant::now();
-    for chunk in anchor_events.chunks(cfg.ingest_batch) {
+    for chunk in anchor_events.chunks(cfg.batch_for(backend_name)) {
         anchor_store.insert_events(chunk).await.unwrap();
     }
     let anchor_secs = t.elapsed().as_secs_f64();

@@ -69,8 +69,9 @@ pub struct CoreConfig {
     pub command_gap: Duration,
     /// Longest a write to a node may take before the connection is dropped.
     pub write_timeout: Duration,
-    /// Events per store transaction at most.
-    pub ingest_batch: usize,
+    /// Events per store transaction at most; `None` takes the back end's own
+    /// ([`CoreConfig::batch_for`]).
+    pub ingest_batch: Option<usize>,
     /// Events buffered between connections and the store; readers wait when it is full.
     pub ingest_queue: usize,
     /// MaxMind GeoIP database for the dashboard's source countries and map (none bundled).
@@ -97,7 +98,7 @@ impl Default for CoreConfig {
             max_connections: 20_000,
             command_gap: Duration::from_millis(250),
             write_timeout: Duration::from_secs(30),
-            ingest_batch: 2000,
+            ingest_batch: None,
             ingest_queue: 20_000,
             geoip: None,
         }
@@ -105,6 +106,14 @@ impl Default for CoreConfig {
 }
 
 impl CoreConfig {
+    /// Events per store transaction on `backend` (`sqlite`, `postgres`): the configured
+    /// number, else 8,000 on SQLite, whose one writer takes a batch at a time (a larger
+    /// transaction writes each index page it changes once for more rows), and 2,000 on
+    /// PostgreSQL, which takes four batches at once.
+    pub fn batch_for(&self, backend: &str) -> usize {
+        self.ingest_batch.unwrap_or(if backend == "sqlite" { 8000 } else { 2000 }).max(1)
+    }
+
     /// The store URL in force.
     pub fn store_url(&self) -> String {
         match &self.database_url {

@@ -945,7 +945,7 @@ pub(crate) async fn ingest(
     mut rx: mpsc::Receiver<Ingest>,
     stop: CancellationToken,
 ) {
-    let batch = shared.cfg.ingest_batch.max(1);
+    let batch = shared.cfg.batch_for(shared.store.backend());
     let parallel = if shared.store.backend() == "postgres" { 4 } else { 1 };
     let mut in_flight: tokio::task::JoinSet<u64> = tokio::task::JoinSet::new();
     let mut barriers =

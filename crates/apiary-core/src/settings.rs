@@ -73,9 +73,9 @@ pub struct CoreSettings {
     /// Heartbeats a node may miss before it is marked offline.
     #[serde(default = "default_missed")]
     pub missed_heartbeats: u32,
-    /// Events per store transaction at most.
-    #[serde(default = "default_batch")]
-    pub ingest_batch: usize,
+    /// Events per store transaction at most (default: 8000 on SQLite, 2000 on PostgreSQL).
+    #[serde(default)]
+    pub ingest_batch: Option<usize>,
     /// Events buffered between connections and the store.
     #[serde(default = "default_queue")]
     pub ingest_queue: usize,
@@ -104,9 +104,6 @@ fn default_missed() -> u32 {
 fn default_cert_validity() -> Duration {
     CoreConfig::default().node_cert_validity
 }
-fn default_batch() -> usize {
-    CoreConfig::default().ingest_batch
-}
 fn default_queue() -> usize {
     CoreConfig::default().ingest_queue
 }
@@ -129,7 +126,7 @@ impl Default for CoreSettings {
             node_cert_validity: default_cert_validity(),
             heartbeat: default_heartbeat(),
             missed_heartbeats: default_missed(),
-            ingest_batch: default_batch(),
+            ingest_batch: None,
             ingest_queue: default_queue(),
             max_connections: default_connections(),
             http: None,
@@ -178,7 +175,7 @@ impl CoreSettings {
         if self.missed_heartbeats == 0 {
             errs.push("missed_heartbeats: at least 1".into());
         }
-        if !(1..=100_000).contains(&self.ingest_batch) {
+        if self.ingest_batch.is_some_and(|b| !(1..=100_000).contains(&b)) {
             errs.push("ingest_batch: between 1 and 100000".into());
         }
         if self.ingest_queue == 0 || self.max_connections == 0 {

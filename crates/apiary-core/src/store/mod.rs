@@ -5,6 +5,7 @@
 //! time range, source, node and kind with keyset paging, and the usual top-N statistics.
 
 pub(crate) mod sql;
+mod wal;
 
 use std::net::IpAddr;
 use std::path::Path;
@@ -31,6 +32,9 @@ pub enum StoreError {
     /// The SQLite event writer's thread ended (the runtime is shutting down).
     #[error("database writer stopped")]
     WriterGone,
+    /// A thread the store needs could not be started.
+    #[error("starting the {0} thread: {1}")]
+    Thread(&'static str, std::io::Error),
     /// A unique name or id is taken.
     #[error("{0} already exists")]
     Conflict(String),

@@ -19,6 +19,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Pool, Postgres, QueryBuilder, Row, Sqlite};
 
+use super::wal::{self, Checkpointer, Writer};
 use super::{
     AuditRecord, CommandRecord, CommandStatus, ConnInfo, Count, EventQuery, NodeCertRecord,
     NodeRecord, PotRecord, Store, StoreError, StoredEvent,
@@ -167,7 +168,9 @@ pub struct SqliteStore {
     pool: Pool<Sqlite>,
     /// Events go in through their own connection with one prepared statement: sqlx's
     /// per-bind machinery cost about twice what SQLite itself spends on a row and its indexes.
-    writer: Arc<std::sync::Mutex<rusqlite::Connection>>,
+    writer: Writer,
+    /// Checkpoints the WAL off the writer's thread.
+    checkpointer: Arc<Checkpointer>,
 }
 
 impl SqliteStore {
@@ -195,15 +198,16 @@ impl SqliteStore {
         )
         .await?;
         // Same settings as the pool's connections (WAL is a property of the file already),
-        // but checkpoints every 32 MiB of WAL instead of every 4 MiB: a flood rewrites the
-        // same index pages, and a checkpoint copies each page once however often it changed.
+        // but it never checkpoints: the checkpointer's thread does, after each commit.
         let writer = rusqlite::Connection::open(path)?;
         writer.busy_timeout(Duration::from_secs(10))?;
         writer.execute_batch(
             "PRAGMA synchronous = NORMAL; PRAGMA cache_size = -65536; \
-             PRAGMA wal_autocheckpoint = 8192;",
+             PRAGMA wal_autocheckpoint = 0;",
         )?;
-        Ok(Self { pool, writer: Arc::new(std::sync::Mutex::new(writer)) })
+        let writer: Writer = Arc::new(parking_lot::Mutex::new(writer));
+        let checkpointer = Arc::new(Checkpointer::start(path, writer.clone())?);
+        Ok(Self { pool, writer, checkpointer })
     }
 }
 
@@ -847,11 +851,13 @@ impl SqliteStore {
     async fn insert_event_rows(&self, events: &[StoredEvent]) -> Result<u64, StoreError> {
         let rows: Vec<EventRow> = events.iter().map(EventRow::new).collect();
         let writer = Arc::clone(&self.writer);
+        let checkpointer = Arc::clone(&self.checkpointer);
         tokio::task::spawn_blocking(move || {
-            // A panic while holding the lock cannot leave a half-done transaction behind
-            // (rusqlite rolls back an unfinished one on drop), so a poisoned lock is usable.
-            let mut conn = writer.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            insert_sqlite_rows(&mut conn, &rows)
+            let mut conn = writer.lock();
+            let inserted = insert_sqlite_rows(&mut conn, &rows);
+            wal::release(conn);
+            checkpointer.nudge();
+            inserted
         })
         .await
         .map_err(|_| StoreError::WriterGone)?

@@ -1,0 +1,187 @@
+//! SQLite WAL checkpoints on their own thread, so the event writer only ever appends.
+//!
+//! A checkpoint copies every page changed since the last one from the WAL into the database
+//! file and fsyncs it. Run by the writer (SQLite's auto-checkpoint), that was about a third of
+//! the writer's time under a flood, and its fsync put the disk's latency on the ingest path.
+//! Here the writer only nudges this thread after each commit.
+//!
+//! Passive checkpoints never block the writer, but the WAL only starts over from its beginning
+//! when one has copied every frame before the writer's next transaction, which a constant
+//! flood rarely allows. So once the WAL holds [`RESTART_FRAMES`], the thread takes the
+//! writer's lock between two batches and runs a RESTART checkpoint, which copies the few frames
+//! the passive ones left and makes the next transaction write from the WAL's start: the WAL's
+//! size stays bounded, and the writer waits for that short copy only.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
+use std::time::Duration;
+
+use parking_lot::{Mutex, MutexGuard};
+use tracing::warn;
+
+use super::StoreError;
+
+/// The event writer's connection, shared with the checkpointer. The writer gives it up with
+/// [`release`] so that a waiting checkpointer gets it before the next batch.
+pub(crate) type Writer = Arc<Mutex<rusqlite::Connection>>;
+
+/// Ends a batch: a fair unlock hands the connection to a waiting checkpointer (a plain one
+/// lets the writer take it straight back, batch after batch, and the WAL grows).
+pub(crate) fn release(guard: MutexGuard<'_, rusqlite::Connection>) {
+    MutexGuard::unlock_fair(guard);
+}
+
+/// WAL size (in 4 KiB pages) at which the checkpointer makes the WAL start over: 64 MiB.
+const RESTART_FRAMES: i64 = 16_384;
+
+/// How long a RESTART checkpoint waits for readers (a dashboard query) to leave the WAL.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The writer's handle: [`nudge`](Self::nudge) after a commit. Dropping it stops the thread
+/// after one final checkpoint.
+#[derive(Debug)]
+pub(crate) struct Checkpointer {
+    nudge: SyncSender<()>,
+}
+
+impl Checkpointer {
+    /// Opens a connection of its own to `path` and starts the thread, which takes `writer`'s
+    /// lock while it restarts the WAL.
+    pub(crate) fn start(path: &Path, writer: Writer) -> Result<Self, StoreError> {
+        Self::start_with(path, writer, RESTART_FRAMES)
+    }
+
+    /// [`start`](Self::start) with the WAL size (in frames) that triggers a restart.
+    fn start_with(path: &Path, writer: Writer, restart_frames: i64) -> Result<Self, StoreError> {
+        let conn = rusqlite::Connection::open(path)?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        // The same durability as the writer: the checkpoint fsyncs the WAL before copying
+        // and the database file after.
+        conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = 0;")?;
+        // One pending nudge is enough: a checkpoint copies everything committed before it.
+        let (nudge, rx) = mpsc::sync_channel(1);
+        std::thread::Builder::new()
+            .name("sqlite-checkpoint".into())
+            .spawn(move || run(&conn, &rx, &writer, restart_frames))
+            .map_err(|e| StoreError::Thread("SQLite checkpoint", e))?;
+        Ok(Self { nudge })
+    }
+
+    /// Asks for a checkpoint; never blocks.
+    pub(crate) fn nudge(&self) {
+        let _ = self.nudge.try_send(());
+    }
+}
+
+fn run(conn: &rusqlite::Connection, rx: &Receiver<()>, writer: &Writer, restart_frames: i64) {
+    loop {
+        // The timeout also covers WAL written by the other connections (nodes, commands,
+        // the dashboard's rollups), which do not nudge.
+        match rx.recv_timeout(Duration::from_secs(1)) {
+            Ok(()) | Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => {
+                let _ = checkpoint(conn, "PASSIVE");
+                return;
+            }
+        }
+        match checkpoint(conn, "PASSIVE") {
+            Ok(frames) if frames >= restart_frames => {
+                // Holding the writer's lock keeps its next batch from starting, so the RESTART
+                // only ever waits for readers.
+                let _writing = writer.lock();
+                if let Err(e) = checkpoint(conn, "RESTART") {
+                    // A long reader (a large export) holds the WAL; the next nudge retries.
+                    warn!(error = %e, wal_frames = frames, "SQLite WAL restart postponed");
+                }
+            }
+            Ok(_) => {}
+            Err(e) => warn!(error = %e, "SQLite checkpoint failed"),
+        }
+    }
+}
+
+/// Runs one checkpoint in `mode`; returns the WAL's size in frames before it.
+fn checkpoint(conn: &rusqlite::Connection, mode: &str) -> Result<i64, rusqlite::Error> {
+    // `mode` is one of two literals above, never input.
+    let (busy, frames): (i64, i64) =
+        conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
+    if busy != 0 && mode == "RESTART" {
+        return Err(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+            Some("readers or the writer held the WAL".into()),
+        ));
+    }
+    Ok(frames)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn writer(path: &Path) -> Writer {
+        let c = rusqlite::Connection::open(path).unwrap();
+        c.busy_timeout(Duration::from_secs(10)).unwrap();
+        c.execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+             PRAGMA wal_autocheckpoint = 0; CREATE TABLE t (v BLOB);",
+        )
+        .unwrap();
+        Arc::new(Mutex::new(c))
+    }
+
+    fn size(path: &Path) -> u64 {
+        std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
+    }
+
+    /// Ten 4 KiB rows: at least ten WAL frames.
+    fn write_some(c: &rusqlite::Connection) {
+        for _ in 0..10 {
+            c.execute("INSERT INTO t VALUES (zeroblob(4000))", []).unwrap();
+        }
+    }
+
+    #[test]
+    fn copies_committed_pages_into_the_database_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("t.db");
+        let w = writer(&db);
+        let before = size(&db);
+        let cp = Checkpointer::start(&db, w.clone()).unwrap();
+        write_some(&w.lock());
+        cp.nudge();
+        // The writer never checkpoints (autocheckpoint 0), so only the thread can grow the
+        // database file by the rows' pages.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while size(&db) < before + 10 * 4000 {
+            assert!(std::time::Instant::now() < deadline, "no checkpoint within 10 s");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    #[test]
+    fn restarts_the_wal_so_it_stays_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("t.db");
+        let wal = dir.path().join("t.db-wal");
+        let w = writer(&db);
+        let cp = Checkpointer::start_with(&db, w.clone(), 40).unwrap();
+        // Back-to-back transactions of 10+ frames each, as under a flood.
+        const TXNS: u64 = 1000;
+        for _ in 0..TXNS {
+            let c = w.lock();
+            c.execute_batch("BEGIN").unwrap();
+            write_some(&c);
+            c.execute_batch("COMMIT").unwrap();
+            release(c);
+            cp.nudge();
+        }
+        // The WAL file never shrinks, so its size is the most it ever held: without restarts
+        // every frame is still in it (measured: 51 MB), with them it holds what one passive
+        // checkpoint's time lets the writer add (8 to 10 MB).
+        let written = TXNS * 10 * 4096;
+        assert!(size(&wal) < written / 2, "WAL grew to {} bytes of {written}", size(&wal));
+    }
+}
