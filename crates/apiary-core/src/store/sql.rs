@@ -25,7 +25,8 @@ use super::{
     NodeRecord, PotRecord, Store, StoreError, StoredEvent,
 };
 
-/// The schema of both back ends; `{ID}` is each one's auto-numbered primary key column type.
+/// The schema of both back ends; `{ID}` is each one's auto-numbered primary key column type,
+/// `{C}` the byte-wise collation of the event columns the indexes compare ([`PG_C_COLUMNS`]).
 const SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS nodes (
         id {ID},
@@ -69,19 +70,19 @@ const SCHEMA: &[&str] = &[
         not_after BIGINT)",
     "CREATE INDEX IF NOT EXISTS commands_node_status ON commands (node_id, status, id)",
     "CREATE TABLE IF NOT EXISTS events (
-        id TEXT PRIMARY KEY,
+        id TEXT{C} PRIMARY KEY,
         time BIGINT NOT NULL,
-        kind TEXT NOT NULL,
+        kind TEXT{C} NOT NULL,
         node_id BIGINT,
-        node TEXT NOT NULL,
+        node TEXT{C} NOT NULL,
         pot TEXT,
-        src_ip TEXT,
+        src_ip TEXT{C},
         src_port BIGINT,
         username TEXT,
         password TEXT,
         body TEXT NOT NULL,
-        service TEXT,
-        session TEXT)",
+        service TEXT{C},
+        session TEXT{C})",
     "CREATE TABLE IF NOT EXISTS audit_log (
         id {ID},
         time BIGINT NOT NULL,
@@ -152,6 +153,12 @@ macro_rules! migrate {
     };
 }
 
+/// The `events` columns in its indexes. On PostgreSQL they compare byte-wise (`COLLATE "C"`),
+/// as every SQLite column does: ids, addresses, kinds and names have no language, and the
+/// database's default collation would run a locale-aware comparison for each key compared in
+/// each index insert (measured: 7 % of an insert's time even under `C.UTF-8`).
+const PG_C_COLUMNS: [&str; 6] = ["id", "kind", "node", "src_ip", "service", "session"];
+
 /// `{ID}` in SQLite: AUTOINCREMENT so a deleted row's id is never reused (node ids are stable).
 const SQLITE_ID: &str = "INTEGER PRIMARY KEY AUTOINCREMENT";
 /// `{ID}` in PostgreSQL.
@@ -187,7 +194,7 @@ impl SqliteStore {
             .busy_timeout(Duration::from_secs(10));
         let pool = SqlitePoolOptions::new().max_connections(4).connect_with(opts).await?;
         for stmt in SCHEMA {
-            sqlx::query(sqlx::AssertSqlSafe(stmt.replace("{ID}", SQLITE_ID)))
+            sqlx::query(sqlx::AssertSqlSafe(stmt.replace("{ID}", SQLITE_ID).replace("{C}", "")))
                 .execute(&pool)
                 .await?;
         }
@@ -237,7 +244,8 @@ impl PgStore {
         // for the API's and the node server's other queries.
         let pool = PgPoolOptions::new().max_connections(12).connect_with(opts).await?;
         for stmt in SCHEMA {
-            sqlx::query(sqlx::AssertSqlSafe(stmt.replace("{ID}", PG_ID))).execute(&pool).await?;
+            let stmt = stmt.replace("{ID}", PG_ID).replace("{C}", " COLLATE \"C\"");
+            sqlx::query(sqlx::AssertSqlSafe(stmt)).execute(&pool).await?;
         }
         migrate!(
             &pool,
@@ -245,8 +253,30 @@ impl PgStore {
                                session = (body::jsonb)->>'session'"
         )
         .await?;
+        collate_c(&pool).await?;
         Ok(Self { pool })
     }
+}
+
+/// Gives the [`PG_C_COLUMNS`] of an `events` table made by an earlier version (or by the
+/// `service`/`session` migration) their byte-wise collation. The table is not rewritten (the
+/// text stays as it is); PostgreSQL rebuilds the indexes on those columns, once.
+async fn collate_c(pool: &Pool<Postgres>) -> Result<(), StoreError> {
+    // The names are the constants above, never input.
+    let names = PG_C_COLUMNS.map(|c| format!("'{c}'")).join(", ");
+    let probe = format!(
+        "SELECT count(*) FROM information_schema.columns WHERE table_schema = current_schema() \
+         AND table_name = 'events' AND column_name IN ({names}) \
+         AND collation_name IS DISTINCT FROM 'C'"
+    );
+    let other: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(probe)).fetch_one(pool).await?;
+    if other == 0 {
+        return Ok(());
+    }
+    let alter =
+        PG_C_COLUMNS.map(|c| format!("ALTER COLUMN {c} TYPE TEXT COLLATE \"C\"")).join(", ");
+    sqlx::query(sqlx::AssertSqlSafe(format!("ALTER TABLE events {alter}"))).execute(pool).await?;
+    Ok(())
 }
 
 fn command_status(s: &str) -> Result<CommandStatus, StoreError> {

@@ -305,3 +305,64 @@ async fn node_session_end_to_end_on_postgres() {
     assert!(!c2.register("pg-node", 1, Some(used)).await.accepted);
     core.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_older_postgres_events_table_gets_byte_wise_collation() {
+    if !util::pg_available().await {
+        return;
+    }
+    let schema = util::fresh_schema();
+    let pool = sqlx::PgPool::connect(util::PG_URL).await.unwrap();
+    // The events table as earlier versions created it: the database's default collation.
+    for stmt in [
+        format!("CREATE SCHEMA {schema}"),
+        format!(
+            "CREATE TABLE {schema}.events (id TEXT PRIMARY KEY, time BIGINT NOT NULL,
+             kind TEXT NOT NULL, node_id BIGINT, node TEXT NOT NULL, pot TEXT, src_ip TEXT,
+             src_port BIGINT, username TEXT, password TEXT, body TEXT NOT NULL)"
+        ),
+    ] {
+        sqlx::query(sqlx::AssertSqlSafe(stmt)).execute(&pool).await.unwrap();
+    }
+    let old = event(1_700_000_000, Kind::POT_EVENT, "203.0.113.7", None);
+    let mut body = Vec::new();
+    apiary_event::encode::json_line(&old, &mut body);
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO {schema}.events (id, time, kind, node, src_ip, body) \
+         VALUES ($1, $2, $3, 'n', '203.0.113.7', $4)"
+    )))
+    .bind(old.id.to_string())
+    .bind(old.time.as_micros())
+    .bind(old.kind.as_str())
+    .bind(String::from_utf8(body).unwrap().trim_end().to_owned())
+    .execute(&pool)
+    .await
+    .unwrap();
+
+    let store = apiary_core::store::open(util::PG_URL, Some(&schema)).await.unwrap();
+    let collations: Vec<(String, Option<String>)> = sqlx::query_as(
+        "SELECT column_name::text, collation_name::text FROM information_schema.columns \
+         WHERE table_schema = $1 AND table_name = 'events' AND data_type = 'text' \
+         ORDER BY column_name",
+    )
+    .bind(&schema)
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    for (column, collation) in &collations {
+        let byte_wise = ["id", "kind", "node", "src_ip", "service", "session"].contains(&&**column);
+        assert_eq!(collation.as_deref() == Some("C"), byte_wise, "{column}: {collations:?}");
+    }
+    // The old row is still there and found through the rebuilt source index; new ones go in.
+    let by_src = EventQuery { src_ip: Some("203.0.113.7".parse().unwrap()), ..Default::default() };
+    assert_eq!(store.count_events(&by_src).await.unwrap(), 1);
+    let new = event(1_700_000_100, Kind::POT_EVENT, "203.0.113.7", None);
+    store.insert_events(&[StoredEvent { node_id: None, event: new }]).await.unwrap();
+    assert_eq!(store.count_events(&by_src).await.unwrap(), 2);
+    // Opening it again finds nothing left to change.
+    drop(apiary_core::store::open(util::PG_URL, Some(&schema)).await.unwrap());
+    sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
+        .execute(&pool)
+        .await
+        .unwrap();
+}
