@@ -12,6 +12,10 @@
 
 mod common;
 
+/// The `apiary` binary's allocator, so the Core here runs as it does there.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

@@ -7,6 +7,10 @@
 
 mod common;
 
+/// The `apiary` binary's allocator, so the Core here runs as it does there.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
