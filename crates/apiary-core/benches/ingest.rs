@@ -6,7 +6,7 @@
 //! maintains per event is maintained here.
 //!
 //! `cargo bench -p apiary-core --bench ingest` (env: `BACKEND=sqlite|postgres`, `NODES`,
-//! `EVENTS_PER_NODE`, `BATCH` (the Core's `ingest_batch`), `PLAIN=1`; `ANCHOR_ONLY=1` runs the store part alone, e.g. under
+//! `EVENTS_PER_NODE`, `BATCH` and `QUEUE` (the Core's `ingest_batch`, `ingest_queue`), `PLAIN=1`; `ANCHOR_ONLY=1` runs the store part alone, e.g. under
 //! callgrind).
 #![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used)]
 
@@ -57,6 +57,7 @@ async fn run() {
     };
     let backend_name = if backend == "postgres" { "postgres" } else { "sqlite" };
     cfg.ingest_batch = Some(env_num("BATCH", cfg.batch_for(backend_name)));
+    cfg.ingest_queue = env_num("QUEUE", cfg.ingest_queue);
     if backend == "postgres" {
         cfg.database_url = Some("postgres://postgres@127.0.0.1:5432/test".into());
         cfg.database_schema = Some(schema.clone());

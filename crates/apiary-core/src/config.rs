@@ -99,7 +99,8 @@ impl Default for CoreConfig {
             command_gap: Duration::from_millis(250),
             write_timeout: Duration::from_secs(30),
             ingest_batch: None,
-            ingest_queue: 20_000,
+            // Room for the batch being written and a full one behind it.
+            ingest_queue: 40_000,
             geoip: None,
         }
     }
@@ -107,11 +108,11 @@ impl Default for CoreConfig {
 
 impl CoreConfig {
     /// Events per store transaction on `backend` (`sqlite`, `postgres`): the configured
-    /// number, else 8,000 on SQLite, whose one writer takes a batch at a time (a larger
+    /// number, else 16,000 on SQLite, whose one writer takes a batch at a time (a larger
     /// transaction writes each index page it changes once for more rows), and 2,000 on
     /// PostgreSQL, which takes four batches at once.
     pub fn batch_for(&self, backend: &str) -> usize {
-        self.ingest_batch.unwrap_or(if backend == "sqlite" { 8000 } else { 2000 }).max(1)
+        self.ingest_batch.unwrap_or(if backend == "sqlite" { 16_000 } else { 2000 }).max(1)
     }
 
     /// The store URL in force.

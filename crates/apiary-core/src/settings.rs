@@ -73,7 +73,7 @@ pub struct CoreSettings {
     /// Heartbeats a node may miss before it is marked offline.
     #[serde(default = "default_missed")]
     pub missed_heartbeats: u32,
-    /// Events per store transaction at most (default: 8000 on SQLite, 2000 on PostgreSQL).
+    /// Events per store transaction at most (default: 16000 on SQLite, 2000 on PostgreSQL).
     #[serde(default)]
     pub ingest_batch: Option<usize>,
     /// Events buffered between connections and the store.

@@ -10,7 +10,8 @@
 //! flood rarely allows. So once the WAL holds [`RESTART_FRAMES`], the thread takes the
 //! writer's lock between two batches and runs a RESTART checkpoint, which copies the few frames
 //! the passive ones left and makes the next transaction write from the WAL's start: the WAL's
-//! size stays bounded, and the writer waits for that short copy only.
+//! size stays bounded, and the writer waits for that short copy only. A second without commits
+//! truncates the WAL file, so a flood's WAL does not stay on disk.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -32,8 +33,13 @@ pub(crate) fn release(guard: MutexGuard<'_, rusqlite::Connection>) {
     MutexGuard::unlock_fair(guard);
 }
 
-/// WAL size (in 4 KiB pages) at which the checkpointer makes the WAL start over: 64 MiB.
-const RESTART_FRAMES: i64 = 16_384;
+/// WAL size (in 4 KiB pages) at which the checkpointer makes the WAL start over: 256 MiB.
+/// Each restart stalls the writer while it copies the last batch's pages and syncs; at 64 MiB
+/// that was a fifth of a flood's time.
+const RESTART_FRAMES: i64 = 65_536;
+
+/// Quiet time after which the checkpointer truncates the WAL.
+const IDLE: Duration = Duration::from_secs(1);
 
 /// How long a RESTART checkpoint waits for readers (a dashboard query) to leave the WAL.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -75,22 +81,35 @@ impl Checkpointer {
 }
 
 fn run(conn: &rusqlite::Connection, rx: &Receiver<()>, writer: &Writer, restart_frames: i64) {
+    // Whether the writer has committed since the WAL was last truncated.
+    let mut written = false;
     loop {
-        // The timeout also covers WAL written by the other connections (nodes, commands,
-        // the dashboard's rollups), which do not nudge.
-        match rx.recv_timeout(Duration::from_secs(1)) {
-            Ok(()) | Err(RecvTimeoutError::Timeout) => {}
+        match rx.recv_timeout(IDLE) {
+            Ok(()) => written = true,
+            Err(RecvTimeoutError::Timeout) => {
+                // Quiet after writing: give the WAL's disk space back. Under a flood the file
+                // keeps its largest size (reusing it is cheaper than growing it again), which
+                // would otherwise stay on disk for good.
+                if written {
+                    let _writing = writer.lock();
+                    match checkpoint(conn, Mode::Truncate) {
+                        Ok(_) => written = false,
+                        Err(e) => warn!(error = %e, "SQLite WAL truncation postponed"),
+                    }
+                }
+                continue;
+            }
             Err(RecvTimeoutError::Disconnected) => {
-                let _ = checkpoint(conn, "PASSIVE");
+                let _ = checkpoint(conn, Mode::Passive);
                 return;
             }
         }
-        match checkpoint(conn, "PASSIVE") {
+        match checkpoint(conn, Mode::Passive) {
             Ok(frames) if frames >= restart_frames => {
                 // Holding the writer's lock keeps its next batch from starting, so the RESTART
                 // only ever waits for readers.
                 let _writing = writer.lock();
-                if let Err(e) = checkpoint(conn, "RESTART") {
+                if let Err(e) = checkpoint(conn, Mode::Restart) {
                     // A long reader (a large export) holds the WAL; the next nudge retries.
                     warn!(error = %e, wal_frames = frames, "SQLite WAL restart postponed");
                 }
@@ -101,17 +120,29 @@ fn run(conn: &rusqlite::Connection, rx: &Receiver<()>, writer: &Writer, restart_
     }
 }
 
-/// Runs one checkpoint in `mode`; returns the WAL's size in frames before it.
-fn checkpoint(conn: &rusqlite::Connection, mode: &str) -> Result<i64, rusqlite::Error> {
-    // `mode` is one of two literals above, never input.
-    let (busy, frames): (i64, i64) =
-        conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })?;
-    if busy != 0 && mode == "RESTART" {
+/// The checkpoints used here (SQLite's modes of the same names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Copies what it can without waiting for anyone.
+    Passive,
+    /// Copies everything and makes the next writer start the WAL over.
+    Restart,
+    /// As `Restart`, and truncates the WAL file to nothing.
+    Truncate,
+}
+
+/// Runs one checkpoint; returns the WAL's size in frames before it.
+fn checkpoint(conn: &rusqlite::Connection, mode: Mode) -> Result<i64, rusqlite::Error> {
+    let sql = match mode {
+        Mode::Passive => "PRAGMA wal_checkpoint(PASSIVE)",
+        Mode::Restart => "PRAGMA wal_checkpoint(RESTART)",
+        Mode::Truncate => "PRAGMA wal_checkpoint(TRUNCATE)",
+    };
+    let (busy, frames): (i64, i64) = conn.query_row(sql, [], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    if busy != 0 && mode != Mode::Passive {
         return Err(rusqlite::Error::SqliteFailure(
             rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
-            Some("readers or the writer held the WAL".into()),
+            Some("readers held the WAL".into()),
         ));
     }
     Ok(frames)
@@ -183,5 +214,25 @@ mod tests {
         // checkpoint's time lets the writer add (8 to 10 MB).
         let written = TXNS * 10 * 4096;
         assert!(size(&wal) < written / 2, "WAL grew to {} bytes of {written}", size(&wal));
+    }
+
+    #[test]
+    fn truncates_the_wal_once_writes_stop() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("t.db");
+        let wal = dir.path().join("t.db-wal");
+        let w = writer(&db);
+        let cp = Checkpointer::start(&db, w.clone()).unwrap();
+        write_some(&w.lock());
+        cp.nudge();
+        assert!(size(&wal) > 10 * 4000, "the rows are in the WAL first");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while size(&wal) > 0 {
+            assert!(std::time::Instant::now() < deadline, "WAL still {} bytes", size(&wal));
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // Still a working database, every row in the file.
+        let n: i64 = w.lock().query_row("SELECT count(*) FROM t", [], |r| r.get(0)).unwrap();
+        assert_eq!(n, 10);
     }
 }
