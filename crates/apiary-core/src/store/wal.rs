@@ -8,10 +8,10 @@
 //! Passive checkpoints never block the writer, but the WAL only starts over from its beginning
 //! when one has copied every frame before the writer's next transaction, which a constant
 //! flood rarely allows. So once the WAL holds [`RESTART_FRAMES`], the thread takes the
-//! writer's lock between two batches and runs a RESTART checkpoint, which copies the few frames
-//! the passive ones left and makes the next transaction write from the WAL's start: the WAL's
-//! size stays bounded, and the writer waits for that short copy only. A second without commits
-//! truncates the WAL file, so a flood's WAL does not stay on disk.
+//! writer's lock between two batches and runs a RESTART checkpoint, which copies the frames the
+//! passive ones left (about the last batch's) and makes the next transaction write from the
+//! WAL's start: the WAL's size stays bounded, and the writer waits for that copy only. A second
+//! without commits truncates the WAL file, so a flood's WAL does not stay on disk.
 
 use std::path::Path;
 use std::sync::Arc;
