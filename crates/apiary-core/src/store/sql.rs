@@ -8,7 +8,6 @@
 
 use std::path::Path;
 use std::str::FromStr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use apiary_event::encode::pg_copy::binary;
@@ -19,7 +18,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Pool, Postgres, QueryBuilder, Row, Sqlite};
 
-use super::wal::{self, Checkpointer, Writer};
+use super::wal::Writer;
 use super::{
     AuditRecord, CommandRecord, CommandStatus, ConnInfo, Count, EventQuery, NodeCertRecord,
     NodeRecord, PotRecord, Store, StoreError, StoredEvent,
@@ -175,9 +174,8 @@ pub struct SqliteStore {
     pool: Pool<Sqlite>,
     /// Events go in through their own connection with one prepared statement: sqlx's
     /// per-bind machinery cost about twice what SQLite itself spends on a row and its indexes.
+    /// Its WAL checkpoints run on a thread of their own.
     writer: Writer,
-    /// Checkpoints the WAL off the writer's thread.
-    checkpointer: Arc<Checkpointer>,
 }
 
 impl SqliteStore {
@@ -204,17 +202,13 @@ impl SqliteStore {
                                session = json_extract(body, '$.session')"
         )
         .await?;
-        // Same settings as the pool's connections (WAL is a property of the file already),
-        // but it never checkpoints: the checkpointer's thread does, after each commit.
-        let writer = rusqlite::Connection::open(path)?;
-        writer.busy_timeout(Duration::from_secs(10))?;
-        writer.execute_batch(
-            "PRAGMA synchronous = NORMAL; PRAGMA cache_size = -65536; \
-             PRAGMA wal_autocheckpoint = 0;",
-        )?;
-        let writer: Writer = Arc::new(parking_lot::Mutex::new(writer));
-        let checkpointer = Arc::new(Checkpointer::start(path, writer.clone())?);
-        Ok(Self { pool, writer, checkpointer })
+        // Same settings as the pool's connections (WAL is a property of the file already);
+        // `Writer` turns its checkpoints off and runs them on its own thread.
+        let conn = rusqlite::Connection::open(path)?;
+        conn.busy_timeout(Duration::from_secs(10))?;
+        conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA cache_size = -65536;")?;
+        let writer = Writer::start(path, conn)?;
+        Ok(Self { pool, writer })
     }
 }
 
@@ -880,17 +874,10 @@ impl SqliteStore {
     /// SQLite work runs off the runtime.
     async fn insert_event_rows(&self, events: &[StoredEvent]) -> Result<u64, StoreError> {
         let rows: Vec<EventRow> = events.iter().map(EventRow::new).collect();
-        let writer = Arc::clone(&self.writer);
-        let checkpointer = Arc::clone(&self.checkpointer);
-        tokio::task::spawn_blocking(move || {
-            let mut conn = writer.lock();
-            let inserted = insert_sqlite_rows(&mut conn, &rows);
-            wal::release(conn);
-            checkpointer.nudge();
-            inserted
-        })
-        .await
-        .map_err(|_| StoreError::WriterGone)?
+        let writer = self.writer.clone();
+        tokio::task::spawn_blocking(move || writer.write(|conn| insert_sqlite_rows(conn, &rows)))
+            .await
+            .map_err(|_| StoreError::WriterGone)?
     }
 }
 

@@ -23,16 +23,6 @@ use tracing::warn;
 
 use super::StoreError;
 
-/// The event writer's connection, shared with the checkpointer. The writer gives it up with
-/// [`release`] so that a waiting checkpointer gets it before the next batch.
-pub(crate) type Writer = Arc<Mutex<rusqlite::Connection>>;
-
-/// Ends a batch: a fair unlock hands the connection to a waiting checkpointer (a plain one
-/// lets the writer take it straight back, batch after batch, and the WAL grows).
-pub(crate) fn release(guard: MutexGuard<'_, rusqlite::Connection>) {
-    MutexGuard::unlock_fair(guard);
-}
-
 /// WAL size (in 4 KiB pages) at which the checkpointer makes the WAL start over: 256 MiB.
 /// Each restart stalls the writer while it copies the last batch's pages and syncs; at 64 MiB
 /// that was a fifth of a flood's time.
@@ -44,43 +34,65 @@ const IDLE: Duration = Duration::from_secs(1);
 /// How long a RESTART checkpoint waits for readers (a dashboard query) to leave the WAL.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The writer's handle: [`nudge`](Self::nudge) after a commit. Dropping it stops the thread
-/// after one final checkpoint.
-#[derive(Debug)]
-pub(crate) struct Checkpointer {
+/// The event writer's connection, which never checkpoints, and the thread that does.
+/// [`write`](Self::write) runs each batch. Clones share both; when the last is dropped the
+/// thread makes one final checkpoint and ends.
+#[derive(Debug, Clone)]
+pub(crate) struct Writer {
+    conn: Arc<Mutex<rusqlite::Connection>>,
     nudge: SyncSender<()>,
 }
 
-impl Checkpointer {
-    /// Opens a connection of its own to `path` and starts the thread, which takes `writer`'s
-    /// lock while it restarts the WAL.
-    pub(crate) fn start(path: &Path, writer: Writer) -> Result<Self, StoreError> {
-        Self::start_with(path, writer, RESTART_FRAMES)
+impl Writer {
+    /// Takes over `conn` (open on `path` in WAL mode), turns its own checkpoints off and starts
+    /// the checkpointer on a connection of its own.
+    pub(crate) fn start(path: &Path, conn: rusqlite::Connection) -> Result<Self, StoreError> {
+        Self::start_with(path, conn, RESTART_FRAMES)
     }
 
     /// [`start`](Self::start) with the WAL size (in frames) that triggers a restart.
-    fn start_with(path: &Path, writer: Writer, restart_frames: i64) -> Result<Self, StoreError> {
-        let conn = rusqlite::Connection::open(path)?;
-        conn.busy_timeout(BUSY_TIMEOUT)?;
+    fn start_with(
+        path: &Path,
+        conn: rusqlite::Connection,
+        restart_frames: i64,
+    ) -> Result<Self, StoreError> {
+        conn.execute_batch("PRAGMA wal_autocheckpoint = 0;")?;
+        let checkpointer = rusqlite::Connection::open(path)?;
+        checkpointer.busy_timeout(BUSY_TIMEOUT)?;
         // The same durability as the writer: the checkpoint fsyncs the WAL before copying
         // and the database file after.
-        conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = 0;")?;
+        checkpointer
+            .execute_batch("PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = 0;")?;
+        let conn = Arc::new(Mutex::new(conn));
         // One pending nudge is enough: a checkpoint copies everything committed before it.
         let (nudge, rx) = mpsc::sync_channel(1);
+        let writer = Arc::clone(&conn);
         std::thread::Builder::new()
             .name("sqlite-checkpoint".into())
-            .spawn(move || run(&conn, &rx, &writer, restart_frames))
+            .spawn(move || run(&checkpointer, &rx, &writer, restart_frames))
             .map_err(|e| StoreError::Thread("SQLite checkpoint", e))?;
-        Ok(Self { nudge })
+        Ok(Self { conn, nudge })
     }
 
-    /// Asks for a checkpoint; never blocks.
-    pub(crate) fn nudge(&self) {
+    /// Runs one batch on the connection (it blocks: call it off the async runtime), then hands
+    /// the connection to a waiting checkpointer and asks for a checkpoint.
+    pub(crate) fn write<T>(&self, batch: impl FnOnce(&mut rusqlite::Connection) -> T) -> T {
+        let mut conn = self.conn.lock();
+        let out = batch(&mut conn);
+        // A fair unlock lets a waiting checkpointer in before the next batch; with a plain one
+        // the writer takes the lock straight back, batch after batch, and the WAL grows.
+        MutexGuard::unlock_fair(conn);
         let _ = self.nudge.try_send(());
+        out
     }
 }
 
-fn run(conn: &rusqlite::Connection, rx: &Receiver<()>, writer: &Writer, restart_frames: i64) {
+fn run(
+    conn: &rusqlite::Connection,
+    rx: &Receiver<()>,
+    writer: &Mutex<rusqlite::Connection>,
+    restart_frames: i64,
+) {
     // Whether the writer has committed since the WAL was last truncated.
     let mut written = false;
     loop {
@@ -152,15 +164,14 @@ fn checkpoint(conn: &rusqlite::Connection, mode: Mode) -> Result<i64, rusqlite::
 mod tests {
     use super::*;
 
-    fn writer(path: &Path) -> Writer {
+    fn writer(path: &Path, restart_frames: i64) -> Writer {
         let c = rusqlite::Connection::open(path).unwrap();
         c.busy_timeout(Duration::from_secs(10)).unwrap();
         c.execute_batch(
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-             PRAGMA wal_autocheckpoint = 0; CREATE TABLE t (v BLOB);",
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; CREATE TABLE t (v BLOB);",
         )
         .unwrap();
-        Arc::new(Mutex::new(c))
+        Writer::start_with(path, c, restart_frames).unwrap()
     }
 
     fn size(path: &Path) -> u64 {
@@ -174,22 +185,25 @@ mod tests {
         }
     }
 
+    /// Polls `done` for up to 10 s; `what` describes the state it waits for.
+    fn wait_for(what: impl Fn() -> String, done: impl Fn() -> bool) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !done() {
+            assert!(std::time::Instant::now() < deadline, "after 10 s: {}", what());
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     #[test]
     fn copies_committed_pages_into_the_database_file() {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("t.db");
-        let w = writer(&db);
+        let w = writer(&db, RESTART_FRAMES);
         let before = size(&db);
-        let cp = Checkpointer::start(&db, w.clone()).unwrap();
-        write_some(&w.lock());
-        cp.nudge();
+        w.write(|c| write_some(c));
         // The writer never checkpoints (autocheckpoint 0), so only the thread can grow the
         // database file by the rows' pages.
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while size(&db) < before + 10 * 4000 {
-            assert!(std::time::Instant::now() < deadline, "no checkpoint within 10 s");
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        wait_for(|| "no checkpoint".into(), || size(&db) >= before + 10 * 4000);
     }
 
     #[test]
@@ -197,17 +211,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("t.db");
         let wal = dir.path().join("t.db-wal");
-        let w = writer(&db);
-        let cp = Checkpointer::start_with(&db, w.clone(), 40).unwrap();
+        let w = writer(&db, 40);
         // Back-to-back transactions of 10+ frames each, as under a flood.
         const TXNS: u64 = 1000;
         for _ in 0..TXNS {
-            let c = w.lock();
-            c.execute_batch("BEGIN").unwrap();
-            write_some(&c);
-            c.execute_batch("COMMIT").unwrap();
-            release(c);
-            cp.nudge();
+            w.write(|c| {
+                let tx = c.transaction().unwrap();
+                write_some(&tx);
+                tx.commit().unwrap();
+            });
         }
         // The WAL file never shrinks, so its size is the most it ever held: without restarts
         // every frame is still in it (measured: 51 MB), with them it holds what one passive
@@ -221,18 +233,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("t.db");
         let wal = dir.path().join("t.db-wal");
-        let w = writer(&db);
-        let cp = Checkpointer::start(&db, w.clone()).unwrap();
-        write_some(&w.lock());
-        cp.nudge();
+        let w = writer(&db, RESTART_FRAMES);
+        w.write(|c| write_some(c));
         assert!(size(&wal) > 10 * 4000, "the rows are in the WAL first");
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while size(&wal) > 0 {
-            assert!(std::time::Instant::now() < deadline, "WAL still {} bytes", size(&wal));
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_for(|| format!("WAL still {} bytes", size(&wal)), || size(&wal) == 0);
         // Still a working database, every row in the file.
-        let n: i64 = w.lock().query_row("SELECT count(*) FROM t", [], |r| r.get(0)).unwrap();
+        let n: i64 = w.write(|c| c.query_row("SELECT count(*) FROM t", [], |r| r.get(0)).unwrap());
         assert_eq!(n, 10);
     }
 }
