@@ -189,6 +189,11 @@ impl SqliteStore {
             // 64 MiB of page cache per connection: the event indexes stay in memory while a
             // flood is written, instead of being re-read from the OS for every batch.
             .pragma("cache_size", "-65536")
+            // 16 KiB pages for a new file (an existing one keeps its own): a batch's rows then
+            // fill a quarter of the WAL frames, each frame one write for SQLite and the kernel,
+            // and the event B-trees split a quarter as often. Measured: ingest 1.15x faster
+            // than with the 4 KiB default (BENCHMARKS.md).
+            .page_size(SQLITE_PAGE_SIZE)
             .busy_timeout(Duration::from_secs(10));
         let pool = SqlitePoolOptions::new().max_connections(4).connect_with(opts).await?;
         for stmt in SCHEMA {
@@ -211,6 +216,9 @@ impl SqliteStore {
         Ok(Self { pool, writer })
     }
 }
+
+/// The page size of SQLite files the Core creates.
+pub(crate) const SQLITE_PAGE_SIZE: u32 = 16 * 1024;
 
 /// PostgreSQL by URL.
 #[derive(Debug, Clone)]

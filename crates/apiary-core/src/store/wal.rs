@@ -7,7 +7,7 @@
 //!
 //! Passive checkpoints never block the writer, but the WAL only starts over from its beginning
 //! when one has copied every frame before the writer's next transaction, which a constant
-//! flood rarely allows. So once the WAL holds [`RESTART_FRAMES`], the thread takes the
+//! flood rarely allows. So once the WAL holds [`RESTART_BYTES`], the thread takes the
 //! writer's lock between two batches and runs a RESTART checkpoint, which copies the frames the
 //! passive ones left (about the last batch's) and makes the next transaction write from the
 //! WAL's start: the WAL's size stays bounded, and the writer waits for that copy only. A second
@@ -23,10 +23,10 @@ use tracing::warn;
 
 use super::StoreError;
 
-/// WAL size (in 4 KiB pages) at which the checkpointer makes the WAL start over: 256 MiB.
-/// Each restart stalls the writer while it copies the last batch's pages and syncs; at 64 MiB
-/// that was a fifth of a flood's time.
-const RESTART_FRAMES: i64 = 65_536;
+/// WAL size at which the checkpointer makes the WAL start over. Each restart stalls the writer
+/// while it copies the last batch's pages and syncs; at 64 MiB that was a fifth of a flood's
+/// time.
+const RESTART_BYTES: i64 = 256 << 20;
 
 /// Quiet time after which the checkpointer truncates the WAL.
 const IDLE: Duration = Duration::from_secs(1);
@@ -47,16 +47,19 @@ impl Writer {
     /// Takes over `conn` (open on `path` in WAL mode), turns its own checkpoints off and starts
     /// the checkpointer on a connection of its own.
     pub(crate) fn start(path: &Path, conn: rusqlite::Connection) -> Result<Self, StoreError> {
-        Self::start_with(path, conn, RESTART_FRAMES)
+        Self::start_with(path, conn, RESTART_BYTES)
     }
 
-    /// [`start`](Self::start) with the WAL size (in frames) that triggers a restart.
+    /// [`start`](Self::start) with the WAL size (in bytes) that triggers a restart.
     fn start_with(
         path: &Path,
         conn: rusqlite::Connection,
-        restart_frames: i64,
+        restart_bytes: i64,
     ) -> Result<Self, StoreError> {
         conn.execute_batch("PRAGMA wal_autocheckpoint = 0;")?;
+        // A WAL frame is one page of the file.
+        let page: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
+        let restart_frames = (restart_bytes / page.max(512)).max(1);
         let checkpointer = rusqlite::Connection::open(path)?;
         checkpointer.busy_timeout(BUSY_TIMEOUT)?;
         // The same durability as the writer: the checkpoint fsyncs the WAL before copying
@@ -164,14 +167,14 @@ fn checkpoint(conn: &rusqlite::Connection, mode: Mode) -> Result<i64, rusqlite::
 mod tests {
     use super::*;
 
-    fn writer(path: &Path, restart_frames: i64) -> Writer {
+    fn writer(path: &Path, restart_bytes: i64) -> Writer {
         let c = rusqlite::Connection::open(path).unwrap();
         c.busy_timeout(Duration::from_secs(10)).unwrap();
         c.execute_batch(
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; CREATE TABLE t (v BLOB);",
         )
         .unwrap();
-        Writer::start_with(path, c, restart_frames).unwrap()
+        Writer::start_with(path, c, restart_bytes).unwrap()
     }
 
     fn size(path: &Path) -> u64 {
@@ -198,7 +201,7 @@ mod tests {
     fn copies_committed_pages_into_the_database_file() {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("t.db");
-        let w = writer(&db, RESTART_FRAMES);
+        let w = writer(&db, RESTART_BYTES);
         let before = size(&db);
         w.write(|c| write_some(c));
         // The writer never checkpoints (autocheckpoint 0), so only the thread can grow the
@@ -211,7 +214,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("t.db");
         let wal = dir.path().join("t.db-wal");
-        let w = writer(&db, 40);
+        let w = writer(&db, 40 * 4096);
         // Back-to-back transactions of 10+ frames each, as under a flood.
         const TXNS: u64 = 1000;
         for _ in 0..TXNS {
@@ -233,7 +236,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("t.db");
         let wal = dir.path().join("t.db-wal");
-        let w = writer(&db, RESTART_FRAMES);
+        let w = writer(&db, RESTART_BYTES);
         w.write(|c| write_some(c));
         assert!(size(&wal) > 10 * 4000, "the rows are in the WAL first");
         wait_for(|| format!("WAL still {} bytes", size(&wal)), || size(&wal) == 0);

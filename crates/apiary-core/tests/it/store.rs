@@ -366,3 +366,40 @@ async fn an_older_postgres_events_table_gets_byte_wise_collation() {
         .await
         .unwrap();
 }
+
+/// New SQLite files get 16 KiB pages (fewer WAL frames per batch); a file an earlier version
+/// made with SQLite's 4 KiB default keeps its pages, gets the schema and takes events.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_files_get_16_kib_pages_and_older_files_keep_theirs() {
+    let dir = tempfile::tempdir().unwrap();
+    let page_size = |p: &std::path::Path| -> i64 {
+        let c = rusqlite::Connection::open(p).unwrap();
+        c.query_row("PRAGMA page_size", [], |r| r.get(0)).unwrap()
+    };
+    let fresh = dir.path().join("new.db");
+    let older = dir.path().join("old.db");
+    {
+        let c = rusqlite::Connection::open(&older).unwrap();
+        c.execute_batch(
+            "PRAGMA journal_mode = WAL; CREATE TABLE keep (v TEXT); INSERT INTO keep VALUES ('x');",
+        )
+        .unwrap();
+    }
+    assert_eq!(page_size(&older), 4096);
+    for (path, want) in [(&fresh, 16384), (&older, 4096)] {
+        let store = SqliteStore::open(path).await.unwrap();
+        let batch: Vec<StoredEvent> = (0..50)
+            .map(|i| StoredEvent {
+                node_id: None,
+                event: event(1_700_000_000 + i, Kind::POT_EVENT, "192.0.2.1", Some("root")),
+            })
+            .collect();
+        assert_eq!(store.insert_events(&batch).await.unwrap(), 50, "{}", path.display());
+        assert_eq!(store.count_events(&EventQuery::default()).await.unwrap(), 50);
+        drop(store);
+        assert_eq!(page_size(path), want, "{}", path.display());
+    }
+    let c = rusqlite::Connection::open(&older).unwrap();
+    let kept: String = c.query_row("SELECT v FROM keep", [], |r| r.get(0)).unwrap();
+    assert_eq!(kept, "x");
+}
