@@ -6,7 +6,7 @@
 //! maintains per event is maintained here.
 //!
 //! `cargo bench -p apiary-core --bench ingest` (env: `BACKEND=sqlite|postgres`, `NODES`,
-//! `EVENTS_PER_NODE`, `BATCH` and `QUEUE` (the Core's `ingest_batch`, `ingest_queue`), `PLAIN=1`; `ANCHOR_ONLY=1` runs the store part alone, e.g. under
+//! `EVENTS_PER_NODE`, `PG_URL`, `BATCH` and `QUEUE` (the Core's `ingest_batch`, `ingest_queue`), `PLAIN=1`; `ANCHOR_ONLY=1` runs the store part alone, e.g. under
 //! callgrind).
 #![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used)]
 
@@ -47,6 +47,8 @@ async fn run() {
     let backend = std::env::var("BACKEND").unwrap_or_else(|_| "sqlite".into());
     let plain = std::env::var("PLAIN").as_deref() == Ok("1");
     let total = (nodes * per_node) as u64;
+    let pg_url = std::env::var("PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
     let dir = tempfile::tempdir().unwrap();
     let schema = format!("apiary_bench_{}", uuid::Uuid::now_v7().simple());
     let mut cfg = CoreConfig {
@@ -59,15 +61,13 @@ async fn run() {
     cfg.ingest_batch = Some(env_num("BATCH", cfg.batch_for(backend_name)));
     cfg.ingest_queue = env_num("QUEUE", cfg.ingest_queue);
     if backend == "postgres" {
-        cfg.database_url = Some("postgres://postgres@127.0.0.1:5432/test".into());
+        cfg.database_url = Some(pg_url.clone());
         cfg.database_schema = Some(schema.clone());
     }
 
     // Anchor: the store alone, same events, same batch size, no network.
     let (anchor_url, anchor_schema) = match backend.as_str() {
-        "postgres" => {
-            ("postgres://postgres@127.0.0.1:5432/test".to_owned(), Some(format!("{schema}_anchor")))
-        }
+        "postgres" => (pg_url.clone(), Some(format!("{schema}_anchor"))),
         _ => (format!("sqlite:{}", dir.path().join("anchor.db").display()), None),
     };
     let anchor_store =
