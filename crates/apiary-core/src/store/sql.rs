@@ -218,7 +218,7 @@ impl SqliteStore {
 }
 
 /// The page size of SQLite files the Core creates.
-pub(crate) const SQLITE_PAGE_SIZE: u32 = 16 * 1024;
+const SQLITE_PAGE_SIZE: u32 = 16 * 1024;
 
 /// PostgreSQL by URL.
 #[derive(Debug, Clone)]
