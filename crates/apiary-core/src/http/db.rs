@@ -581,7 +581,12 @@ impl Db {
     /// One event by id.
     pub async fn event(&self, id: Uuid) -> Result<Option<Event>, HttpError> {
         on_pool!(self, |pool, DB| {
-            let row = sqlx::query("SELECT body FROM events WHERE id = $1")
+            // The cast is a constant of the back end.
+            let sql = format!(
+                "SELECT body FROM events WHERE id = $1{}",
+                <DB as crate::store::sql::TextMatch>::UUID
+            );
+            let row = sqlx::query(sqlx::AssertSqlSafe(sql))
                 .bind(id.to_string())
                 .fetch_optional(pool)
                 .await?;
@@ -597,13 +602,16 @@ impl Db {
     /// Every event of a session in order (at most `limit`, capped at 10,000).
     pub async fn session(&self, id: Uuid, limit: i64) -> Result<Vec<Event>, HttpError> {
         on_pool!(self, |pool, DB| {
-            let rows = sqlx::query(
-                "SELECT body FROM events WHERE session = $1 ORDER BY time, id LIMIT $2",
-            )
-            .bind(id.to_string())
-            .bind(limit.clamp(1, 10_000))
-            .fetch_all(pool)
-            .await?;
+            // The cast is a constant of the back end.
+            let sql = format!(
+                "SELECT body FROM events WHERE session = $1{} ORDER BY time, id LIMIT $2",
+                <DB as crate::store::sql::TextMatch>::UUID
+            );
+            let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(id.to_string())
+                .bind(limit.clamp(1, 10_000))
+                .fetch_all(pool)
+                .await?;
             decode_bodies(rows.iter().map(|r| r.try_get::<String, _>("body")))
         })
     }

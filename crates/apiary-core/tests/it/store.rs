@@ -204,6 +204,11 @@ async fn events_dedup_filter_page_and_rank_on_every_backend() {
                 event: event(1_700_000_000 + i, kind, src, user),
             });
         }
+        // Five events of one session (ids are `uuid` on PostgreSQL, text on SQLite).
+        let session = uuid::Uuid::now_v7();
+        for se in &mut batch[..5] {
+            se.event.session = Some(session);
+        }
         // Characters PostgreSQL's COPY text format must escape survive the round trip.
         batch[29].event.message = Some("back\\slash\ttab\nnewline\rcr \"q\" \\N é".into());
         assert_eq!(store.insert_events(&batch).await.unwrap(), 30, "{b}");
@@ -228,6 +233,10 @@ async fn events_dedup_filter_page_and_rank_on_every_backend() {
             ..Default::default()
         };
         assert_eq!(store.count_events(&q).await.unwrap(), 30);
+        let by_session = EventQuery { session: Some(session), ..Default::default() };
+        assert_eq!(store.count_events(&by_session).await.unwrap(), 5, "{b}");
+        let timeline = store.query_events(&by_session).await.unwrap();
+        assert!(timeline.iter().all(|e| e.session == Some(session)), "{b}");
 
         // Newest first, keyset paging without gaps or repeats.
         let mut seen = Vec::new();
@@ -307,7 +316,7 @@ async fn node_session_end_to_end_on_postgres() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_older_postgres_events_table_gets_byte_wise_collation() {
+async fn an_older_postgres_events_table_gets_byte_wise_collation_and_uuid_ids() {
     if !util::pg_available().await {
         return;
     }
@@ -350,9 +359,28 @@ async fn an_older_postgres_events_table_gets_byte_wise_collation() {
     .await
     .unwrap();
     for (column, collation) in &collations {
-        let byte_wise = ["id", "kind", "node", "src_ip", "service", "session"].contains(&&**column);
+        let byte_wise = ["kind", "node", "src_ip", "service"].contains(&&**column);
         assert_eq!(collation.as_deref() == Some("C"), byte_wise, "{column}: {collations:?}");
     }
+    // Event and session ids became `uuid`, and the old row is found by its id.
+    let uuids: Vec<String> = sqlx::query_scalar(
+        "SELECT column_name::text FROM information_schema.columns \
+         WHERE table_schema = $1 AND table_name = 'events' AND data_type = 'uuid' \
+         ORDER BY column_name",
+    )
+    .bind(&schema)
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(uuids, ["id", "session"]);
+    let by_id: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT count(*) FROM {schema}.events WHERE id = $1::uuid"
+    )))
+    .bind(old.id.to_string())
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(by_id, 1);
     // The old row is still there and found through the rebuilt source index; new ones go in.
     let by_src = EventQuery { src_ip: Some("203.0.113.7".parse().unwrap()), ..Default::default() };
     assert_eq!(store.count_events(&by_src).await.unwrap(), 1);
