@@ -349,29 +349,21 @@ async fn an_older_postgres_events_table_gets_byte_wise_collation_and_uuid_ids() 
     .unwrap();
 
     let store = apiary_core::store::open(util::PG_URL, Some(&schema)).await.unwrap();
-    let collations: Vec<(String, Option<String>)> = sqlx::query_as(
-        "SELECT column_name::text, collation_name::text FROM information_schema.columns \
-         WHERE table_schema = $1 AND table_name = 'events' AND data_type = 'text' \
+    let columns: Vec<(String, String, Option<String>)> = sqlx::query_as(
+        "SELECT column_name::text, data_type::text, collation_name::text \
+         FROM information_schema.columns WHERE table_schema = $1 AND table_name = 'events' \
          ORDER BY column_name",
     )
     .bind(&schema)
     .fetch_all(&pool)
     .await
     .unwrap();
-    for (column, collation) in &collations {
+    for (column, _, collation) in columns.iter().filter(|c| c.1 == "text") {
         let byte_wise = ["kind", "node", "src_ip", "service"].contains(&&**column);
-        assert_eq!(collation.as_deref() == Some("C"), byte_wise, "{column}: {collations:?}");
+        assert_eq!(collation.as_deref() == Some("C"), byte_wise, "{column}: {columns:?}");
     }
     // Event and session ids became `uuid`, and the old row is found by its id.
-    let uuids: Vec<String> = sqlx::query_scalar(
-        "SELECT column_name::text FROM information_schema.columns \
-         WHERE table_schema = $1 AND table_name = 'events' AND data_type = 'uuid' \
-         ORDER BY column_name",
-    )
-    .bind(&schema)
-    .fetch_all(&pool)
-    .await
-    .unwrap();
+    let uuids: Vec<&str> = columns.iter().filter(|c| c.1 == "uuid").map(|c| c.0.as_str()).collect();
     assert_eq!(uuids, ["id", "session"]);
     let by_id: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
         "SELECT count(*) FROM {schema}.events WHERE id = $1::uuid"
