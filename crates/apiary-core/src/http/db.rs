@@ -31,6 +31,8 @@ use sqlx::{Pool, Postgres, QueryBuilder, Row, Sqlite};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use crate::store::sql::TextMatch;
+
 use super::HttpError;
 use super::auth::{Principal, Role};
 use super::geo::{self, GeoIp};
@@ -582,10 +584,7 @@ impl Db {
     pub async fn event(&self, id: Uuid) -> Result<Option<Event>, HttpError> {
         on_pool!(self, |pool, DB| {
             // The cast is a constant of the back end.
-            let sql = format!(
-                "SELECT body FROM events WHERE id = $1{}",
-                <DB as crate::store::sql::TextMatch>::UUID
-            );
+            let sql = format!("SELECT body FROM events WHERE id = $1{}", DB::UUID);
             let row = sqlx::query(sqlx::AssertSqlSafe(sql))
                 .bind(id.to_string())
                 .fetch_optional(pool)
@@ -605,7 +604,7 @@ impl Db {
             // The cast is a constant of the back end.
             let sql = format!(
                 "SELECT body FROM events WHERE session = $1{} ORDER BY time, id LIMIT $2",
-                <DB as crate::store::sql::TextMatch>::UUID
+                DB::UUID
             );
             let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
                 .bind(id.to_string())
